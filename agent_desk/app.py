@@ -1,0 +1,416 @@
+"""The agent desk: an aiohttp web app with a WebSocket that pushes the live queue.
+
+Duty agents log in, go ready or not ready, see the live queue, get the call offered to
+them with its case, and fill the case in. Changes reach the desk from the call-control
+service as PostgreSQL notices (db.events); nothing is polled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp import WSMsgType, web
+
+from db import agents as agent_store
+from db import calls as call_store
+from db import cases as case_store
+from db import events
+from db import sessions as session_store
+from db.crypto import CryptoError, Keyring
+from dialplan.config import HotlineConfig
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+COOKIE = "hotline_session"
+CSRF_HEADER = "X-Hotline-CSRF"
+MAX_BODY = 64 * 1024
+LOGIN_FAILURES_PER_MINUTE = 10
+
+
+@dataclass
+class Desk:
+    """The desk's state: configuration and connections, plus who is connected."""
+
+    cfg: HotlineConfig
+    pool: asyncpg.Pool
+    keyring: Keyring
+    sockets: dict[int, set[web.WebSocketResponse]] = field(
+        default_factory=lambda: defaultdict(set))
+    login_failures: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    snapshot_pending: bool = False
+
+
+DESK: web.AppKey[Desk] = web.AppKey("desk", Desk)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "请求内容不是有效的 JSON"}),
+                                 content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "请求内容必须是 JSON 对象"}),
+                                 content_type="application/json")
+    return body
+
+
+# -- authentication --------------------------------------------------------------------
+
+
+async def _session(request: web.Request) -> session_store.Session | None:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    async with request.app[DESK].pool.acquire() as conn:
+        return await session_store.lookup(conn, token)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every /api and /ws route needs a session; state changes also need the CSRF header."""
+    path = request.path
+    if not (path.startswith("/api/") or path == "/ws") or path == "/api/login":
+        return await handler(request)
+    session = await _session(request)
+    if session is None:
+        return _error(401, "请先登录")
+    if request.method not in ("GET", "HEAD") and request.headers.get(CSRF_HEADER) != session.csrf:
+        return _error(403, "请求缺少有效的 CSRF 令牌，请刷新页面")
+    request["session"] = session
+    return await handler(request)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """No traceback ever reaches a user: unexpected errors become a plain 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("desk request %s %s failed", request.method, request.path)
+        return _error(500, "服务器内部错误，请稍后重试")
+
+
+async def login(request: web.Request) -> web.Response:
+    desk = request.app[DESK]
+    body = await _json_body(request)
+    name, password = body.get("login"), body.get("password")
+    if not isinstance(name, str) or not isinstance(password, str) or len(name) > 64 \
+            or len(password) > 256:
+        return _error(400, "请输入用户名和密码")
+    now = time.monotonic()
+    recent = [t for t in desk.login_failures[name] if now - t < 60]
+    desk.login_failures[name] = recent
+    if len(recent) >= LOGIN_FAILURES_PER_MINUTE:
+        return _error(429, "登录失败次数过多，请一分钟后再试")
+    async with desk.pool.acquire() as conn:
+        agent = await agent_store.by_login(conn, name)
+        if agent is None or not agent_store.verify_password(agent["password_hash"], password):
+            recent.append(now)
+            log.info("desk login failed for %r", name)
+            return _error(401, "用户名或密码错误")
+        token, session = await session_store.create(conn, agent["id"])
+        if agent["state"] == "logged_out":
+            agent = await agent_store.set_state(conn, agent["id"], "not_ready", "login")
+    log.info("agent %s logged in to the desk", agent["login"])
+    resp = web.json_response({"agent": agent_store.as_dict(agent), "csrf": session.csrf})
+    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
+                    secure=request.secure, path="/")
+    return resp
+
+
+async def logout(request: web.Request) -> web.Response:
+    desk = request.app[DESK]
+    session: session_store.Session = request["session"]
+    async with desk.pool.acquire() as conn:
+        agent = await agent_store.get(conn, session.agent_id)
+        if agent and agent["state"] in ("ringing", "on_call"):
+            return _error(409, "通话中不能退出，请先结束通话")
+        await session_store.end(conn, request.cookies[COOKIE])
+        if agent and agent["state"] != "logged_out":
+            await agent_store.set_state(conn, session.agent_id, "logged_out", "logout")
+    resp = web.json_response({"ok": True})
+    resp.del_cookie(COOKIE, path="/")
+    return resp
+
+
+async def me(request: web.Request) -> web.Response:
+    session: session_store.Session = request["session"]
+    async with request.app[DESK].pool.acquire() as conn:
+        agent = await agent_store.get(conn, session.agent_id)
+    if agent is None:
+        return _error(401, "请先登录")
+    return web.json_response({"agent": agent_store.as_dict(agent), "csrf": session.csrf})
+
+
+async def set_state(request: web.Request) -> web.Response:
+    session: session_store.Session = request["session"]
+    body = await _json_body(request)
+    wanted = body.get("state")
+    if wanted not in ("ready", "not_ready"):
+        return _error(400, "状态只能是 ready 或 not_ready")
+    reason = body.get("reason") if wanted == "not_ready" else None
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 32):
+        return _error(400, "原因无效")
+    async with request.app[DESK].pool.acquire() as conn:
+        async with conn.transaction():
+            agent = await conn.fetchrow("SELECT * FROM agents WHERE id = $1 FOR UPDATE",
+                                        session.agent_id)
+            if agent is None:
+                return _error(401, "请先登录")
+            if agent["state"] in ("ringing", "on_call"):
+                return _error(409, "通话中不能更改状态")
+            agent = await agent_store.set_state(conn, session.agent_id, wanted, reason or None)
+    return web.json_response({"agent": agent_store.as_dict(agent)})
+
+
+# -- cases -----------------------------------------------------------------------------
+
+
+async def _case_for_agent(conn: asyncpg.Connection, desk: Desk, agent_id: int,
+                          case_id: int) -> dict[str, Any] | None:
+    """The case, decrypted, only if this agent is handling (or being offered) its call."""
+    allowed = await conn.fetchval(
+        """SELECT 1 FROM cases c LEFT JOIN calls k ON k.id = c.call_id
+           WHERE c.id = $1 AND (c.agent_id = $2 OR k.agent_id = $2)""",
+        case_id, agent_id,
+    )
+    if not allowed:
+        return None
+    return await case_store.get(conn, desk.keyring, case_id)
+
+
+def _case_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["case_id"])
+    except ValueError:
+        raise web.HTTPNotFound(text=json.dumps({"error": "没有这个工单"}),
+                               content_type="application/json") from None
+
+
+async def get_case(request: web.Request) -> web.Response:
+    desk = request.app[DESK]
+    session: session_store.Session = request["session"]
+    async with desk.pool.acquire() as conn:
+        case = await _case_for_agent(conn, desk, session.agent_id, _case_id(request))
+    if case is None:
+        return _error(404, "没有这个工单，或您无权查看")
+    return web.json_response({"case": case})
+
+
+async def put_case(request: web.Request) -> web.Response:
+    desk = request.app[DESK]
+    session: session_store.Session = request["session"]
+    case_id = _case_id(request)
+    body = await _json_body(request)
+    changes = {k: v for k, v in body.items()
+               if k in ("name", "address", "work_unit", "callback_number", "category", "content")}
+    unknown = sorted(set(body) - set(changes))
+    if unknown:
+        return _error(400, f"未知字段：{', '.join(unknown)}")
+    async with desk.pool.acquire() as conn:
+        if await _case_for_agent(conn, desk, session.agent_id, case_id) is None:
+            return _error(404, "没有这个工单，或您无权修改")
+        try:
+            case = await case_store.update(conn, desk.keyring, case_id, changes)
+        except case_store.CaseInputError as e:
+            return _error(400, _zh_case_error(e))
+    log.info("case %s saved by agent %d", case["case_no"], session.agent_id)
+    return web.json_response({"case": case})
+
+
+def _zh_case_error(e: case_store.CaseInputError) -> str:
+    return f"工单内容有误：{e}"
+
+
+async def categories(request: web.Request) -> web.Response:
+    async with request.app[DESK].pool.acquire() as conn:
+        rows = await conn.fetch("SELECT code, name, parent FROM categories ORDER BY sort, code")
+    return web.json_response({"categories": [dict(r) for r in rows]})
+
+
+async def health(request: web.Request) -> web.Response:
+    async with request.app[DESK].pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
+    return web.json_response({"ok": True})
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+# -- live pushes -----------------------------------------------------------------------
+
+
+async def snapshot(desk: Desk) -> dict[str, Any]:
+    """The live queue and every agent's state, with callers' numbers masked."""
+    async with desk.pool.acquire() as conn:
+        waiting = await call_store.waiting(conn)
+        agents = await agent_store.list_active(conn)
+        masked: dict[int, str | None] = {}
+        for row in waiting:
+            if row["case_id"] is not None:
+                masked[row["case_id"]] = await _masked_caller(conn, desk, row["case_id"])
+    return {
+        "type": "snapshot",
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "queue": {
+            "waiting": [
+                {**call_store.call_dict(r), "waited_seconds": round(float(r["waited"] or 0), 1),
+                 "caller_masked": masked.get(r["case_id"])}
+                for r in waiting
+            ],
+            "agents": [
+                {k: v for k, v in agent_store.as_dict(a).items() if k != "login"} for a in agents
+            ],
+        },
+    }
+
+
+async def _masked_caller(conn: asyncpg.Connection, desk: Desk, case_id: int) -> str | None:
+    try:
+        case = await case_store.get(conn, desk.keyring, case_id)
+    except CryptoError:
+        return None
+    if case is None:
+        return None
+    return case_store.mask_phone(case["caller_number"] or case["callback_number"])
+
+
+async def _send(ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+    try:
+        await ws.send_json(message)
+    except (ConnectionResetError, RuntimeError):
+        pass  # closing socket: the client reconnects and gets a fresh snapshot
+
+
+async def _broadcast_snapshot(desk: Desk) -> None:
+    # Coalesce bursts of notices into one snapshot.
+    if desk.snapshot_pending:
+        return
+    desk.snapshot_pending = True
+    await asyncio.sleep(0.05)
+    desk.snapshot_pending = False
+    message = await snapshot(desk)
+    for sockets in list(desk.sockets.values()):
+        for ws in list(sockets):
+            await _send(ws, message)
+
+
+async def _call_message(desk: Desk, kind: str, agent_id: int, call_id: str) -> dict[str, Any] | None:
+    async with desk.pool.acquire() as conn:
+        call = await call_store.get(conn, uuid.UUID(call_id))
+        if call is None or call["case_id"] is None:
+            return None
+        case = await _case_for_agent(conn, desk, agent_id, call["case_id"])
+    return {"type": kind, "call": call_store.call_dict(call), "case": case}
+
+
+async def _to_agent(desk: Desk, agent_id: int, message: dict[str, Any]) -> None:
+    for ws in list(desk.sockets.get(agent_id, ())):
+        await _send(ws, message)
+
+
+async def handle_notice(desk: Desk, notice: dict[str, Any]) -> None:
+    """Turn a database notice into pushes to the desks concerned."""
+    kind = notice["kind"]
+    agent_id = notice.get("agent_id")
+    if kind in (events.OFFER, events.CONNECTED) and agent_id is not None:
+        msg = await _call_message(desk, kind, agent_id, notice["call_id"])
+        if msg:
+            await _to_agent(desk, agent_id, msg)
+    elif kind == events.CALL_ENDED and agent_id is not None:
+        await _to_agent(desk, agent_id, {"type": "call_ended", "call_id": notice["call_id"],
+                                         "reason": notice.get("reason")})
+    elif kind == events.AGENT and agent_id is not None:
+        async with desk.pool.acquire() as conn:
+            agent = await agent_store.get(conn, agent_id)
+        if agent:
+            await _to_agent(desk, agent_id, {"type": "agent", "agent": agent_store.as_dict(agent)})
+    if kind in (events.QUEUE, events.AGENT, events.OFFER, events.CONNECTED, events.CALL_ENDED):
+        await _broadcast_snapshot(desk)
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    desk = request.app[DESK]
+    session: session_store.Session = request["session"]
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
+    await ws.prepare(request)
+    desk.sockets[session.agent_id].add(ws)
+    try:
+        await _send(ws, await snapshot(desk))
+        # A desk reloaded mid-call gets its call and case again.
+        async with desk.pool.acquire() as conn:
+            call = await conn.fetchrow(
+                """SELECT id, state FROM calls WHERE agent_id = $1
+                   AND state IN ('offered', 'connected') ORDER BY arrived_at DESC LIMIT 1""",
+                session.agent_id,
+            )
+        if call:
+            kind = events.OFFER if call["state"] == "offered" else events.CONNECTED
+            msg = await _call_message(desk, kind, session.agent_id, str(call["id"]))
+            if msg:
+                await _send(ws, msg)
+        async for msg in ws:
+            if msg.type == WSMsgType.ERROR:
+                break  # the desk sends nothing we act on; pings are handled by aiohttp
+    finally:
+        desk.sockets[session.agent_id].discard(ws)
+    return ws
+
+
+async def _listen(app: web.Application) -> Any:
+    desk = app[DESK]
+    conn = await desk.pool.acquire()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_notice(_c: Any, _pid: int, _channel: str, payload: str) -> None:
+        notice = events.parse(payload)
+        if notice is None:
+            return
+        task = asyncio.create_task(handle_notice(desk, notice))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    await conn.add_listener(events.CHANNEL, on_notice)
+    yield
+    await conn.remove_listener(events.CHANNEL, on_notice)
+    await desk.pool.release(conn)
+    for sockets in desk.sockets.values():
+        for ws in list(sockets):
+            await ws.close()
+
+
+def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring) -> web.Application:
+    """The desk's aiohttp application."""
+    app = web.Application(middlewares=[error_middleware, auth_middleware],
+                          client_max_size=MAX_BODY)
+    app[DESK] = Desk(cfg, pool, keyring)
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", health)
+    app.router.add_post("/api/login", login)
+    app.router.add_post("/api/logout", logout)
+    app.router.add_get("/api/me", me)
+    app.router.add_post("/api/agent/state", set_state)
+    app.router.add_get("/api/categories", categories)
+    app.router.add_get("/api/cases/{case_id}", get_case)
+    app.router.add_put("/api/cases/{case_id}", put_case)
+    app.router.add_get("/ws", websocket)
+    app.router.add_static("/static", STATIC)
+    app.cleanup_ctx.append(_listen)
+    return app

@@ -1,0 +1,450 @@
+"""Load and validate the admin's YAML (`config/hotline.yaml`).
+
+Every mistake is reported as ``file:line: plain sentence``; nothing is rendered or
+applied from a file that does not validate.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SERVICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+PUBLIC_NUMBER = re.compile(r"^[0-9]{3,15}$")
+PHONE_ID = re.compile(r"^[0-9]{2,10}$")
+LOGIN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+class ConfigError(Exception):
+    """One or more mistakes in the YAML; ``problems`` holds each as (file, line, sentence)."""
+
+    def __init__(self, problems: list[tuple[str, int, str]]):
+        self.problems = problems
+        super().__init__("\n".join(f"{f}:{line}: {msg}" for f, line, msg in problems))
+
+
+@dataclass(frozen=True)
+class Menu:
+    prompt: str
+    timeout: float
+    default: str
+    options: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Number:
+    number: str
+    name: str
+    greeting: str
+    queue: str
+    service: str | None = None
+    menu: Menu | None = None
+
+
+@dataclass(frozen=True)
+class Queue:
+    id: str
+    name: str
+    music_on_hold: str = "default"
+    ring_timeout: int = 20
+
+
+@dataclass(frozen=True)
+class Phone:
+    id: str
+    type: str  # "virtual" or "pjsip"
+    answer_after: float = 1.0
+    never_answer: bool = False
+    secret: str | None = None
+
+
+@dataclass(frozen=True)
+class Agent:
+    login: str
+    name: str
+    phone: str
+    initial_password: str | None = None
+
+
+@dataclass(frozen=True)
+class System:
+    bind: str = "127.0.0.1"
+    ari_port: int = 8088
+    ami_port: int = 5038
+    sip_port: int = 5060
+    desk_port: int = 8080
+
+
+@dataclass(frozen=True)
+class HotlineConfig:
+    """The validated configuration, loaded once and passed to every part."""
+
+    name: str
+    default_queue: str
+    numbers: tuple[Number, ...]
+    services: dict[str, str]
+    queues: dict[str, Queue]
+    prompts: dict[str, str]
+    phones: dict[str, Phone]
+    agents: tuple[Agent, ...]
+    system: System
+    source: str = ""
+
+    def number(self, dialled: str) -> Number | None:
+        """The configured public number that was dialled, if any."""
+        for n in self.numbers:
+            if n.number == dialled:
+                return n
+        return None
+
+
+# -- reading YAML while keeping line numbers ---------------------------------------------
+
+
+@dataclass
+class _Node:
+    """A YAML value with the line it came from."""
+
+    value: Any
+    line: int
+    keys: dict[str, int] = field(default_factory=dict)  # mapping key -> line of the key
+
+
+def _convert(node: yaml.Node) -> _Node:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, _Node] = {}
+        keys: dict[str, int] = {}
+        for k, v in node.value:
+            key = str(k.value)
+            if key in out:
+                raise ConfigError([("", k.start_mark.line + 1, f"the key '{key}' appears twice")])
+            out[key] = _convert(v)
+            keys[key] = k.start_mark.line + 1
+        return _Node(out, line, keys)
+    if isinstance(node, yaml.SequenceNode):
+        return _Node([_convert(v) for v in node.value], line)
+    assert isinstance(node, yaml.ScalarNode)
+    # Resolve the scalar's type (int, bool, str...) exactly as a safe load would.
+    return _Node(yaml.safe_load(yaml.serialize(node)), line)
+
+
+class _Checker:
+    def __init__(self, filename: str):
+        self.file = filename
+        self.problems: list[tuple[str, int, str]] = []
+
+    def err(self, line: int, msg: str) -> None:
+        self.problems.append((self.file, line, msg))
+
+    def mapping(self, node: _Node, where: str, allowed: set[str], required: set[str]) -> bool:
+        if not isinstance(node.value, dict):
+            self.err(node.line, f"{where} must be a mapping of keys to values")
+            return False
+        for key, line in node.keys.items():
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+                tip = f" (did you mean '{hint[0]}'?)" if hint else ""
+                self.err(line, f"unknown key '{key}' in {where}{tip}")
+        for key in sorted(required - node.value.keys()):
+            self.err(node.line, f"{where} is missing '{key}'")
+        return True
+
+    def text(self, node: _Node | None, where: str, default: str | None = None) -> str:
+        if node is None:
+            return default or ""
+        if not isinstance(node.value, str | int) or isinstance(node.value, bool):
+            self.err(node.line, f"{where} must be text")
+            return default or ""
+        return str(node.value)
+
+    def number(
+        self, node: _Node | None, where: str, default: float, lo: float, hi: float
+    ) -> float:
+        if node is None:
+            return default
+        v = node.value
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            self.err(node.line, f"{where} must be a number of seconds")
+            return default
+        if not lo <= v <= hi:
+            self.err(node.line, f"{where} must be between {lo:g} and {hi:g}, not {v}")
+            return default
+        return float(v)
+
+
+def _items(node: _Node) -> Iterator[tuple[str, _Node, int]]:
+    for key, child in node.value.items():
+        yield key, child, node.keys[key]
+
+
+def load(path: str | Path) -> HotlineConfig:
+    """Read and validate a hotline YAML file; raise ConfigError listing every mistake."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([(str(p), 0, f"cannot read the file: {e.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([(str(p), 0, "the file is not UTF-8 text")]) from None
+    return loads(text, str(p))
+
+
+def loads(text: str, filename: str = "<config>") -> HotlineConfig:
+    """Validate hotline YAML given as text (see load)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else 0
+        raise ConfigError([(filename, line, f"this is not valid YAML: {e.problem}")]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([(filename, 0, f"this is not valid YAML: {e}")]) from None
+    if root is None:
+        raise ConfigError([(filename, 1, "the file is empty")])
+    try:
+        tree = _convert(root)
+    except ConfigError as e:
+        raise ConfigError([(filename, line, msg) for _, line, msg in e.problems]) from None
+    c = _Checker(filename)
+    cfg = _validate(tree, c)
+    if c.problems or cfg is None:
+        raise ConfigError(sorted(c.problems, key=lambda p: p[1]))
+    return cfg
+
+
+def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
+    top = {"hotline", "numbers", "services", "queues", "prompts", "phones", "agents", "system"}
+    if not c.mapping(tree, "the file", top, {"numbers", "services", "queues", "prompts"}):
+        return None
+    t: dict[str, _Node] = tree.value
+
+    name, default_queue = "hotline", ""
+    if "hotline" in t and c.mapping(t["hotline"], "'hotline'", {"name", "default_queue"}, set()):
+        h = t["hotline"].value
+        name = c.text(h.get("name"), "hotline name", "hotline")
+        default_queue = c.text(h.get("default_queue"), "default_queue")
+
+    services: dict[str, str] = {}
+    if "services" in t and c.mapping(t["services"], "'services'", set(t["services"].keys), set()):
+        for sid, node, line in _items(t["services"]):
+            if not SERVICE_ID.match(sid):
+                c.err(line, f"service id '{sid}' must be lower-case letters, digits or _")
+            services[sid] = c.text(node, f"service '{sid}'")
+
+    prompts: dict[str, str] = {}
+    if "prompts" in t and c.mapping(t["prompts"], "'prompts'", set(t["prompts"].keys), set()):
+        for pid, node, line in _items(t["prompts"]):
+            if not SERVICE_ID.match(pid):
+                c.err(line, f"prompt id '{pid}' must be lower-case letters, digits or _")
+            prompts[pid] = c.text(node, f"prompt '{pid}'")
+            if not prompts[pid].strip():
+                c.err(node.line, f"prompt '{pid}' has no text")
+    for needed in ("ask_callback", "please_hold", "service_unavailable"):
+        if "prompts" in t and needed not in prompts:
+            c.err(t["prompts"].line, f"prompts is missing '{needed}', which every call may need")
+
+    def prompt_ref(node: _Node | None, where: str) -> str:
+        pid = c.text(node, where)
+        if node is not None and pid and pid not in prompts:
+            c.err(node.line, f"{where} names the prompt '{pid}', which is not under 'prompts'")
+        return pid
+
+    queues: dict[str, Queue] = {}
+    if "queues" in t and c.mapping(t["queues"], "'queues'", set(t["queues"].keys), set()):
+        for qid, node, line in _items(t["queues"]):
+            if not SERVICE_ID.match(qid):
+                c.err(line, f"queue id '{qid}' must be lower-case letters, digits or _")
+            where = f"queue '{qid}'"
+            if not c.mapping(node, where, {"name", "music_on_hold", "ring_timeout"}, set()):
+                continue
+            q = node.value
+            queues[qid] = Queue(
+                id=qid,
+                name=c.text(q.get("name"), f"{where} name", qid),
+                music_on_hold=c.text(q.get("music_on_hold"), f"{where} music_on_hold", "default"),
+                ring_timeout=int(c.number(q.get("ring_timeout"), f"{where} ring_timeout", 20, 5, 300)),
+            )
+    if "queues" in t and not queues:
+        c.err(t["queues"].line, "at least one queue is needed")
+    if not default_queue and queues:
+        default_queue = next(iter(queues))
+    elif default_queue and queues and default_queue not in queues:
+        c.err(t["hotline"].line, f"default_queue '{default_queue}' is not under 'queues'")
+
+    def queue_ref(node: _Node | None, where: str) -> str:
+        qid = c.text(node, where, default_queue)
+        if queues and qid not in queues:
+            line = node.line if node else 0
+            c.err(line, f"{where} names the queue '{qid}', which is not under 'queues'")
+        return qid
+
+    def service_ref(node: _Node, where: str) -> str:
+        sid = c.text(node, where)
+        if services and sid not in services:
+            c.err(node.line, f"{where} names the service '{sid}', which is not under 'services'")
+        return sid
+
+    numbers: list[Number] = []
+    if "numbers" in t:
+        if not isinstance(t["numbers"].value, list) or not t["numbers"].value:
+            c.err(t["numbers"].line, "'numbers' must be a list with at least one number")
+        else:
+            seen: set[str] = set()
+            allowed = {"number", "name", "greeting", "queue", "service", "menu"}
+            for node in t["numbers"].value:
+                if not c.mapping(node, "a number", allowed, {"number", "greeting"}):
+                    continue
+                n = node.value
+                num = c.text(n.get("number"), "number")
+                where = f"number {num}"
+                if "number" in n and not PUBLIC_NUMBER.match(num):
+                    c.err(n["number"].line, f"'{num}' is not a phone number (3 to 15 digits)")
+                if num in seen:
+                    c.err(n["number"].line, f"the number {num} is listed twice")
+                seen.add(num)
+                menu = None
+                if "menu" in n and n["menu"].value is not None:
+                    menu = _menu(c, n["menu"], where, prompt_ref, service_ref)
+                service = None
+                if "service" in n:
+                    service = service_ref(n["service"], f"{where} service")
+                elif menu is None:
+                    c.err(node.line, f"{where} needs a 'service' or a 'menu'")
+                numbers.append(
+                    Number(
+                        number=num,
+                        name=c.text(n.get("name"), f"{where} name", num),
+                        greeting=prompt_ref(n.get("greeting"), f"{where} greeting"),
+                        queue=queue_ref(n.get("queue"), f"{where} queue"),
+                        service=service,
+                        menu=menu,
+                    )
+                )
+
+    phones: dict[str, Phone] = {}
+    if "phones" in t:
+        phones = _phones(c, t["phones"])
+
+    agents: list[Agent] = []
+    if "agents" in t:
+        if not isinstance(t["agents"].value, list):
+            c.err(t["agents"].line, "'agents' must be a list")
+        else:
+            logins: set[str] = set()
+            for node in t["agents"].value:
+                fields = {"login", "name", "phone", "initial_password"}
+                if not c.mapping(node, "an agent", fields, {"login", "name", "phone"}):
+                    continue
+                a = node.value
+                login = c.text(a.get("login"), "agent login")
+                if "login" in a and not LOGIN.match(login):
+                    c.err(a["login"].line, f"agent login '{login}' may use letters, digits, . _ -")
+                if login in logins:
+                    c.err(a["login"].line, f"the agent login '{login}' is listed twice")
+                logins.add(login)
+                phone = c.text(a.get("phone"), f"agent {login} phone")
+                if "phone" in a and phone not in phones:
+                    c.err(a["phone"].line, f"agent {login} uses phone '{phone}', not under 'phones'")
+                pw = a.get("initial_password")
+                agents.append(
+                    Agent(
+                        login=login,
+                        name=c.text(a.get("name"), f"agent {login} name"),
+                        phone=phone,
+                        initial_password=c.text(pw, f"agent {login} password") if pw else None,
+                    )
+                )
+
+    system = System()
+    if "system" in t:
+        system = _system(c, t["system"])
+
+    return HotlineConfig(
+        name=name,
+        default_queue=default_queue,
+        numbers=tuple(numbers),
+        services=services,
+        queues=queues,
+        prompts=prompts,
+        phones=phones,
+        agents=tuple(agents),
+        system=system,
+        source=c.file,
+    )
+
+
+def _menu(c: _Checker, node: _Node, where: str, prompt_ref: Any, service_ref: Any) -> Menu | None:
+    if not c.mapping(node, f"{where} menu", {"prompt", "timeout", "default", "options"},
+                     {"prompt", "options", "default"}):
+        return None
+    m = node.value
+    options: dict[str, str] = {}
+    if "options" in m and c.mapping(m["options"], f"{where} menu options",
+                                    set(m["options"].keys), set()):
+        for key, child, line in _items(m["options"]):
+            if key not in "0123456789*" or len(key) != 1:
+                c.err(line, f"menu key '{key}' must be one of 0-9 or *")
+            options[key] = service_ref(child, f"{where} menu key {key}")
+    if "options" in m and not options:
+        c.err(m["options"].line, f"{where} menu has no options")
+    return Menu(
+        prompt=prompt_ref(m.get("prompt"), f"{where} menu prompt"),
+        timeout=c.number(m.get("timeout"), f"{where} menu timeout", 6, 1, 60),
+        default=service_ref(m["default"], f"{where} menu default") if "default" in m else "",
+        options=options,
+    )
+
+
+def _phones(c: _Checker, node: _Node) -> dict[str, Phone]:
+    phones: dict[str, Phone] = {}
+    if not isinstance(node.value, list):
+        c.err(node.line, "'phones' must be a list")
+        return phones
+    for p in node.value:
+        if not c.mapping(p, "a phone", {"id", "type", "answer_after", "secret"}, {"id", "type"}):
+            continue
+        v = p.value
+        pid = c.text(v.get("id"), "phone id")
+        if "id" in v and not PHONE_ID.match(pid):
+            c.err(v["id"].line, f"phone id '{pid}' must be 2 to 10 digits")
+        if pid in phones:
+            c.err(v["id"].line, f"the phone '{pid}' is listed twice")
+        kind = c.text(v.get("type"), f"phone {pid} type")
+        if "type" in v and kind not in ("virtual", "pjsip"):
+            c.err(v["type"].line, f"phone {pid} type must be 'virtual' or 'pjsip', not '{kind}'")
+        secret = c.text(v.get("secret"), f"phone {pid} secret") if "secret" in v else None
+        if kind == "pjsip" and not secret:
+            c.err(p.line, f"phone {pid} is a pjsip phone and needs a 'secret'")
+        never = False
+        answer_after = 1.0
+        if "answer_after" in v and v["answer_after"].value == "never":
+            never = True
+        else:
+            answer_after = c.number(v.get("answer_after"), f"phone {pid} answer_after", 1, 0, 120)
+        phones[pid] = Phone(pid, kind, answer_after, never, secret)
+    return phones
+
+
+def _system(c: _Checker, node: _Node) -> System:
+    fields = {"bind", "ari_port", "ami_port", "sip_port", "desk_port"}
+    if not c.mapping(node, "'system'", fields, set()):
+        return System()
+    s = node.value
+    ports: dict[str, int] = {}
+    for key in ("ari_port", "ami_port", "sip_port", "desk_port"):
+        if key in s:
+            v = s[key].value
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
+                c.err(s[key].line, f"{key} must be a port number from 1 to 65535")
+            else:
+                ports[key] = v
+    if len(set(ports.values())) != len(ports):
+        c.err(node.line, "the ports under 'system' must all differ")
+    bind = c.text(s.get("bind"), "system bind", "127.0.0.1")
+    return System(bind=bind, **ports)

@@ -1,0 +1,293 @@
+"""Render Asterisk's configuration files from the validated hotline configuration.
+
+The output is deterministic: the same YAML, directories and secrets always give the
+same bytes, so an applied configuration can be compared and versioned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dialplan.config import HotlineConfig
+
+ARI_APP = "hotline"
+INBOUND_CONTEXT = "hotline-inbound"
+CITIZEN_CONTEXT = "hotline-citizen"
+VIRTUAL_PHONE_CONTEXT = "hotline-virtual-phone"
+FALLBACK_CONTEXT = "hotline-fallback"
+PROMPT_DIR = "hotline"  # prompts live in <astdatadir>/sounds/hotline/<id>.wav
+
+# Modules that only cost start-up time or want hardware or services this box lacks.
+NOLOAD = (
+    "chan_iax2.so", "chan_skinny.so", "chan_mgcp.so", "chan_unistim.so", "chan_sip.so",
+    "chan_dahdi.so", "chan_motif.so", "res_xmpp.so", "chan_console.so", "chan_alsa.so",
+    "chan_oss.so", "res_hep.so", "res_hep_pjsip.so", "res_hep_rtcp.so", "cdr_csv.so",
+    "cdr_custom.so", "cdr_manager.so", "cdr_syslog.so", "cdr_sqlite3_custom.so", "cdr_pgsql.so",
+    "cdr_odbc.so", "cdr_adaptive_odbc.so", "cdr_tds.so", "cdr_radius.so", "cel_custom.so",
+    "cel_manager.so", "cel_sqlite3_custom.so", "cel_pgsql.so", "cel_odbc.so", "cel_tds.so",
+    "cel_radius.so", "res_config_pgsql.so", "res_config_odbc.so", "res_config_ldap.so",
+    "res_config_sqlite3.so", "res_odbc.so", "res_odbc_transaction.so", "res_snmp.so",
+    "res_calendar.so", "res_calendar_caldav.so", "res_calendar_ews.so",
+    "res_calendar_exchange.so", "res_calendar_icalendar.so", "res_phoneprov.so",
+    "res_pjsip_phoneprov_provider.so", "res_smdi.so", "app_voicemail.so",
+    "app_voicemail_imap.so", "app_voicemail_odbc.so", "res_fax.so", "res_fax_spandsp.so",
+    "app_festival.so", "res_speech.so", "res_corosync.so", "res_statsd.so",
+    "res_prometheus.so", "res_stasis_mailbox.so", "res_ari_mailboxes.so", "res_mwi_external.so",
+    "res_mwi_external_ami.so", "chan_rtp.so", "res_aeap.so", "res_speech_aeap.so",
+    "res_geolocation.so", "res_pjsip_geolocation.so", "res_pjsip_stir_shaken.so",
+    "res_stir_shaken.so", "res_pjsip_outbound_publish.so", "res_pjsip_publish_asterisk.so",
+    "res_adsi.so", "app_adsiprog.so", "app_getcpeid.so", "app_jack.so", "res_monitor.so",
+"pbx_dundi.so", "pbx_lua.so", "pbx_ael.so", "res_ael_share.so",
+    "app_sms.so", "app_alarmreceiver.so", "res_config_curl.so", "func_curl.so", "res_curl.so",
+    "res_pjsip_config_wizard.so", "res_clialiases.so", "chan_audiosocket.so",
+    "res_audiosocket.so", "app_audiosocket.so", "res_crypto.so", "res_pjsip_notify.so",
+    "chan_ooh323.so", "chan_h323.so", "res_pktccops.so", "app_minivm.so",
+    "app_agent_pool.so", "app_confbridge.so", "app_page.so", "func_aes.so",
+    "res_http_media_cache.so", "app_amd.so", "app_followme.so",
+)
+
+
+@dataclass(frozen=True)
+class AsteriskDirs:
+    """Directories as Asterisk sees them (inside its chroot when it runs in one)."""
+
+    base: str  # the instance folder: etc/, lib/, spool/, run/, log/, data/ below it
+    modules: str  # the installed modules folder
+
+    @property
+    def etc(self) -> str:
+        return f"{self.base}/etc"
+
+    @property
+    def data(self) -> str:
+        return f"{self.base}/data"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Credentials Asterisk gives the call-control service (generated once per install)."""
+
+    ari_user: str
+    ari_password: str
+    ami_user: str
+    ami_secret: str
+
+
+def render(cfg: HotlineConfig, dirs: AsteriskDirs, secrets: Secrets) -> dict[str, str]:
+    """Return Asterisk's configuration files, name -> content, for this hotline."""
+    files = {
+        "asterisk.conf": _asterisk_conf(dirs),
+        "modules.conf": _modules_conf(),
+        "logger.conf": _logger_conf(),
+        "http.conf": _http_conf(cfg),
+        "ari.conf": _ari_conf(secrets),
+        "manager.conf": _manager_conf(cfg, secrets),
+        "pjsip.conf": _pjsip_conf(cfg),
+        "extensions.conf": render_extensions(cfg),
+        "musiconhold.conf": _moh_conf(cfg, dirs),
+        "rtp.conf": "[general]\nrtpstart=20000\nrtpend=20999\n",
+        "cdr.conf": "[general]\nenable=no\n",
+        "cel.conf": "[general]\nenable=no\n",
+        "stasis.conf": "",
+        # Loaded so `make bench` can compare with Asterisk's own queue on the same box.
+        "queues.conf": "[general]\npersistentmembers = no\n",
+        "features.conf": "",
+        # Present but empty, so Asterisk does not complain at every start.
+        "acl.conf": "", "udptl.conf": "", "pjproject.conf": "", "ccss.conf": "",
+        "indications.conf": "[general]\ncountry=cn\n\n[cn]\ndescription = China\n"
+        "ringcadence = 1000,4000\ndial = 450\nbusy = 450/350,0/350\nring = 450/1000,0/4000\n"
+        "congestion = 450/700,0/700\ncallwaiting = 450/400,0/4000\n"
+        "dialrecall = 450\nrecord = 950/400,0/10000\ninfo = 450/100,0/100,450/100,0/100\n",
+    }
+    header = "; Rendered by hotline from {src}. Do not edit: change the YAML and apply it.\n"
+    return {name: header.format(src=cfg.source or "the hotline YAML") + body
+            for name, body in sorted(files.items())}
+
+
+def _asterisk_conf(d: AsteriskDirs) -> str:
+    return f"""[directories]
+astetcdir => {d.etc}
+astmoddir => {d.modules}
+astvarlibdir => {d.base}/lib
+astdbdir => {d.base}/lib
+astkeydir => {d.base}/lib
+astdatadir => {d.data}
+astagidir => {d.data}/agi-bin
+astspooldir => {d.base}/spool
+astrundir => {d.base}/run
+astlogdir => {d.base}/log
+astsbindir => /usr/sbin
+
+[options]
+; Run as the user who started us (see the README: never -U root).
+verbose = 2
+documentation_language = en_US
+transmit_silence = yes
+hideconnect = yes
+"""
+
+
+def _modules_conf() -> str:
+    lines = ["[modules]", "autoload = yes"]
+    lines += [f"noload => {m}" for m in sorted(NOLOAD)]
+    return "\n".join(lines) + "\n"
+
+
+def _logger_conf() -> str:
+    return """[general]
+dateformat = %F %T.%3q
+
+[logfiles]
+console => notice,warning,error
+messages.log => notice,warning,error,verbose(2)
+"""
+
+
+def _http_conf(cfg: HotlineConfig) -> str:
+    s = cfg.system
+    return f"""[general]
+enabled = yes
+bindaddr = {s.bind}
+bindport = {s.ari_port}
+"""
+
+
+def _ari_conf(secrets: Secrets) -> str:
+    return f"""[general]
+enabled = yes
+pretty = no
+allowed_origins = http://127.0.0.1
+
+[{secrets.ari_user}]
+type = user
+read_only = no
+password = {secrets.ari_password}
+"""
+
+
+def _manager_conf(cfg: HotlineConfig, secrets: Secrets) -> str:
+    s = cfg.system
+    return f"""[general]
+enabled = yes
+bindaddr = {s.bind}
+port = {s.ami_port}
+displayconnects = no
+
+[{secrets.ami_user}]
+secret = {secrets.ami_secret}
+deny = 0.0.0.0/0.0.0.0
+permit = 127.0.0.1/255.255.255.255
+read = system,call,agent,user,config,command,reporting,originate
+write = system,call,agent,user,config,command,reporting,originate
+"""
+
+
+def _pjsip_conf(cfg: HotlineConfig) -> str:
+    s = cfg.system
+    out = [
+        "[transport-udp]",
+        "type = transport",
+        "protocol = udp",
+        f"bind = {s.bind}:{s.sip_port}",
+        "",
+    ]
+    for phone in sorted(cfg.phones.values(), key=lambda p: p.id):
+        if phone.type != "pjsip":
+            continue
+        out += [
+            f"; agent phone {phone.id}",
+            f"[{phone.id}]",
+            "type = endpoint",
+            "context = hotline-phones",
+            "disallow = all",
+            "allow = ulaw,alaw",
+            f"auth = {phone.id}-auth",
+            f"aors = {phone.id}",
+            "direct_media = no",
+            "",
+            f"[{phone.id}-auth]",
+            "type = auth",
+            "auth_type = userpass",
+            f"username = {phone.id}",
+            f"password = {phone.secret}",
+            "",
+            f"[{phone.id}]",
+            "type = aor",
+            "max_contacts = 1",
+            "remove_existing = yes",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def _moh_conf(cfg: HotlineConfig, d: AsteriskDirs) -> str:
+    classes = sorted({q.music_on_hold for q in cfg.queues.values()} | {"default"})
+    out = []
+    for cls in classes:
+        out += [f"[{cls}]", "mode = files", f"directory = {d.data}/moh", "sort = alpha", ""]
+    return "\n".join(out)
+
+
+def render_extensions(cfg: HotlineConfig) -> str:
+    """The dialplan: public numbers into the ARI app, test-call and virtual-phone contexts."""
+    out = [
+        "[general]",
+        "static = yes",
+        "writeprotect = yes",
+        "",
+        "; Calls from the public network land here, by the number dialled.",
+        f"[{INBOUND_CONTEXT}]",
+    ]
+    for n in cfg.numbers:
+        out += [
+            f"exten => {n.number},1,NoOp(hotline number {n.number})",
+            f" same => n,Stasis({ARI_APP},inbound,{n.number})",
+            # Stasis returns only when the app is not running (or the call was let go).
+            f" same => n,GotoIf($[\"${{STASISSTATUS}}\" = \"FAILED\"]?{FALLBACK_CONTEXT},s,1)",
+            " same => n,Hangup()",
+        ]
+    out += [
+        "exten => _X.,1,NoOp(not a hotline number)",
+        " same => n,Answer()",
+        " same => n,Playback(ss-noservice)",
+        " same => n,Hangup()",
+        "",
+        "; Reached only while the call-control service is down: a message, never silence.",
+        f"[{FALLBACK_CONTEXT}]",
+        "exten => s,1,Answer()",
+        f" same => n,Playback({PROMPT_DIR}/service_unavailable)",
+        f" same => n,Playback({PROMPT_DIR}/service_unavailable)",
+        " same => n,Hangup()",
+        "",
+        "; The citizen's end of a call placed by `hotline call`: press keys, hold, hang up.",
+        f"[{CITIZEN_CONTEXT}]",
+        "exten => s,1,NoOp(test caller)",
+        " same => n,Wait(${HOTLINE_DTMF_DELAY})",
+        " same => n,ExecIf($[\"${HOTLINE_DTMF}\" != \"\"]?SendDTMF(${HOTLINE_DTMF},250,150))",
+        " same => n,Wait(${HOTLINE_HOLD})",
+        " same => n,Hangup()",
+        "",
+        "; Virtual agent phones: ring, then answer by themselves and hold the line.",
+        f"[{VIRTUAL_PHONE_CONTEXT}]",
+    ]
+    for phone in sorted(cfg.phones.values(), key=lambda p: p.id):
+        if phone.type != "virtual":
+            continue
+        out += [f"exten => {phone.id},1,Ringing()"]
+        if phone.never_answer:
+            out += [" same => n,Wait(86400)"]
+        else:
+            out += [
+                f" same => n,Wait({phone.answer_after:g})",
+                " same => n,Answer()",
+                " same => n,Wait(86400)",
+            ]
+        out += [" same => n,Hangup()"]
+    out += [
+        "",
+        "; Calls made from agents' SIP phones: only the hotline numbers, for tests by hand.",
+        "[hotline-phones]",
+        f"exten => _X.,1,Goto({INBOUND_CONTEXT},${{EXTEN}},1)",
+        "",
+    ]
+    return "\n".join(out)

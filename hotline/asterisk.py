@@ -1,0 +1,171 @@
+"""Find, configure, start and stop the Asterisk the hotline runs on."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dialplan.render import AsteriskDirs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROOT = Path(
+    os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+) / "hotline" / "asterisk-root"
+
+
+class AsteriskError(Exception):
+    """Asterisk is missing or would not start (plain-words message)."""
+
+
+@dataclass(frozen=True)
+class AsteriskInstall:
+    """An installed Asterisk: the machine's own, or one inside a Debian sid root."""
+
+    root: Path | None  # None: the machine's own asterisk
+
+    @property
+    def prefix(self) -> list[str]:
+        return ["chroot", str(self.root)] if self.root else []
+
+    def host_path(self, inner: str) -> Path:
+        """Where a path Asterisk sees lies on this machine."""
+        return self.root / inner.lstrip("/") if self.root else Path(inner)
+
+    def modules_dir(self) -> str:
+        found = sorted(glob.glob(str(self.host_path("/usr/lib/*/asterisk/modules"))))
+        found += sorted(glob.glob(str(self.host_path("/usr/lib/asterisk/modules"))))
+        if not found:
+            raise AsteriskError("cannot find Asterisk's modules folder")
+        inner = found[0]
+        if self.root:
+            inner = "/" + os.path.relpath(inner, self.root)
+        return inner
+
+
+def locate() -> AsteriskInstall:
+    """The Asterisk to use: HOTLINE_ASTERISK_ROOT, the machine's own, or the cached sid root."""
+    env_root = os.environ.get("HOTLINE_ASTERISK_ROOT")
+    if env_root:
+        return AsteriskInstall(Path(env_root))
+    if shutil.which("asterisk"):
+        return AsteriskInstall(None)
+    if (DEFAULT_ROOT / ".hotline-ready").exists():
+        return AsteriskInstall(DEFAULT_ROOT)
+    raise AsteriskError(
+        "no Asterisk found: run `make run` (it provisions one with "
+        "scripts/provision-asterisk.sh) or install asterisk"
+    )
+
+
+class AsteriskInstance:
+    """One running Asterisk with the hotline's rendered configuration."""
+
+    def __init__(self, install: AsteriskInstall, var_dir: Path):
+        self.install = install
+        var_dir = var_dir.resolve()
+        if install.root:
+            tag = hashlib.sha256(str(var_dir).encode()).hexdigest()[:10]
+            base = f"/srv/hotline/{tag}"
+        else:
+            base = str(var_dir / "asterisk")
+        self.dirs = AsteriskDirs(base=base, modules=install.modules_dir())
+        self.host_base = install.host_path(base)
+        self.log_file = var_dir / "asterisk.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def host(self, inner: str) -> Path:
+        return self.install.host_path(inner)
+
+    def write_config(self, files: dict[str, str]) -> None:
+        """Write rendered files atomically (each one replaced whole)."""
+        etc = self.host(self.dirs.etc)
+        etc.mkdir(parents=True, exist_ok=True)
+        for name, body in files.items():
+            tmp = etc / f".{name}.tmp"
+            tmp.write_text(body, encoding="utf-8")
+            os.replace(tmp, etc / name)
+
+    def prepare(self, prompts: dict[str, Path]) -> None:
+        """Lay out the instance's folders, link the system sounds, copy the prompts in."""
+        for sub in ("lib", "spool", "run", "log", "data/sounds/hotline", "data/agi-bin"):
+            self.host(f"{self.dirs.base}/{sub}").mkdir(parents=True, exist_ok=True)
+        system = "/usr/share/asterisk"
+        links = {
+            "data/sounds/en": f"{system}/sounds/en",
+            "data/moh": f"{system}/moh",
+            "data/rest-api": f"{system}/rest-api",
+            "data/static-http": f"{system}/static-http",
+            # Asterisk's XML documentation: without it, stasis refuses its configuration.
+            "data/documentation": f"{system}/documentation",
+        }
+        for sub, target in links.items():
+            link = self.host(f"{self.dirs.base}/{sub}")
+            if link.is_symlink() or link.exists():
+                if os.readlink(link) == target:
+                    continue
+                link.unlink()
+            os.symlink(target, link)  # resolved by Asterisk, inside its root
+        dest = self.host(f"{self.dirs.data}/sounds/hotline")
+        for pid, wav in prompts.items():
+            shutil.copyfile(wav, dest / f"{pid}.wav")
+
+    def _pidfile(self) -> Path:
+        return self.host(f"{self.dirs.base}/run/asterisk.pid")
+
+    def kill_stale(self) -> None:
+        """Stop an Asterisk left running for this instance by an earlier, killed run."""
+        pidfile = self._pidfile()
+        if not pidfile.exists():
+            return
+        try:
+            pid = int(pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (ValueError, OSError):
+            return
+        if b"asterisk" in cmdline and self.dirs.etc.encode() in cmdline:
+            log.warning("stopping a stale Asterisk (pid %d) of this instance", pid)
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+
+    def start(self) -> None:
+        """Start Asterisk in the foreground of a child process (logs to asterisk.log)."""
+        self.kill_stale()
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        out = self.log_file.open("ab")
+        cmd = self.install.prefix + [
+            "asterisk", "-C", f"{self.dirs.etc}/asterisk.conf", "-f", "-n", "-q",
+        ]
+        log.info("starting Asterisk: %s", " ".join(cmd))
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def ctl(self, command: str) -> str:
+        """Run an Asterisk CLI command through its control socket; return its output."""
+        r = subprocess.run(
+            self.install.prefix
+            + ["asterisk", "-C", f"{self.dirs.etc}/asterisk.conf", "-rx", command],
+            capture_output=True, text=True, timeout=30,
+        )
+        return r.stdout
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop the Asterisk this object started."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

@@ -1,0 +1,59 @@
+"""`python -m ivr`: run the call-control service.
+
+Reads DATABASE_URL, HOTLINE_CONFIG, HOTLINE_KEY_FILE (or HOTLINE_KEYS) and the ARI
+credentials HOTLINE_ARI_USER / HOTLINE_ARI_PASSWORD from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from db import pool as db_pool
+from db.crypto import CryptoError, load_keyring
+from dialplan import config
+from dialplan.render import ARI_APP
+from ivr.ari import Ari
+from ivr.service import CallControl
+
+log = logging.getLogger("ivr")
+
+
+async def main() -> int:
+    try:
+        cfg = config.load(os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"))
+        key_file = os.environ.get("HOTLINE_KEY_FILE")
+        keyring = load_keyring(Path(key_file) if key_file else None)
+    except (config.ConfigError, CryptoError) as e:
+        log.error("cannot start: %s", e)
+        return 2
+    try:
+        pool = await db_pool.connect(os.environ["DATABASE_URL"])
+    except ConnectionError as e:
+        log.error("cannot start: %s", e)
+        return 3
+    url = f"http://{cfg.system.bind}:{cfg.system.ari_port}"
+    async with Ari(url, os.environ.get("HOTLINE_ARI_USER", "hotline"),
+                   os.environ["HOTLINE_ARI_PASSWORD"], ARI_APP) as ari:
+        control = CallControl(cfg, ari, pool, keyring)
+        task = asyncio.create_task(control.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        log.info("call control running for %s (ARI %s)", cfg.name, url)
+        try:
+            await task
+        except asyncio.CancelledError:
+            log.info("call control stopping")
+    await pool.close()
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,159 @@
+"""The caller's way in: answer, greeting, menu, callback number, case, then the queue.
+
+No step may leave a caller in silence: a prompt that fails to play is logged and the
+call goes on; a bad or missing menu key means a hotline matter; a caller who keys no
+callback number still reaches an agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+
+from db import calls as call_store
+from db import cases as case_store
+from db.crypto import Keyring, normalise_phone
+from dialplan.config import HotlineConfig, Number
+from dialplan.render import PROMPT_DIR
+from ivr.ari import AriError, Channel, NotFound
+from ivr.channels import ChannelGone, Inbox
+
+log = logging.getLogger(__name__)
+
+CALLBACK_TRIES = 3
+CALLBACK_DIGIT_TIMEOUT = 6.0
+MIN_CALLBACK_DIGITS = 5
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A caller that has been through the IVR and now goes into the queue."""
+
+    call_id: uuid.UUID
+    channel_id: str
+    queue: str
+    service: str
+    case_id: int
+
+
+def caller_number(channel: Channel) -> str | None:
+    """The caller's number, or None when it is withheld or not a number."""
+    number = channel.caller_number
+    digits = normalise_phone(number)
+    return number if digits and len(digits) >= 3 else None
+
+
+class CallerFlow:
+    """Runs one caller's IVR; hands the call to `enqueue` at the end."""
+
+    def __init__(self, cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
+                 enqueue: Callable[[Arrival], Awaitable[None]],
+                 on_gone: Callable[[uuid.UUID, str], Awaitable[None]]):
+        self.cfg = cfg
+        self.pool = pool
+        self.keyring = keyring
+        self.enqueue = enqueue
+        self.on_gone = on_gone
+
+    async def run(self, channel: Channel, inbox: Inbox, dialled: str) -> None:
+        """The whole flow for one channel that entered Stasis as an inbound call."""
+        number = self.cfg.number(dialled)
+        if number is None:
+            # The dialplan only sends configured numbers here; one removed from the YAML
+            # since still gets an agent, through the default queue.
+            log.warning("call to %s, which is not a configured number: default queue", dialled)
+            number = Number(number=dialled, name=dialled, greeting="", queue=self.cfg.default_queue,
+                            service=next(iter(self.cfg.services), "hotline"))
+        async with self.pool.acquire() as conn:
+            call_id = await call_store.create(conn, channel.id, dialled, number.queue)
+        log.info("call %s arrived on %s (channel %s)", call_id, dialled, channel.id)
+        try:
+            await channel.answer()
+            if number.greeting:
+                await self._play(channel, inbox, number.greeting, barge_in=number.menu is not None)
+            service = await self._choose_service(channel, inbox, number)
+            caller = caller_number(channel)
+            callback = None if caller else await self._ask_callback(channel, inbox)
+            async with self.pool.acquire() as conn:
+                case = await case_store.create(
+                    conn, self.keyring, call_id=call_id, dialled_number=dialled,
+                    service=service, caller_number=caller, callback_number=callback,
+                )
+            log.info("call %s: case %s opened, service %s%s", call_id, case["case_no"], service,
+                     "" if caller else " (caller ID withheld)")
+            await self.enqueue(Arrival(call_id, channel.id, number.queue, service, case["id"]))
+        except (ChannelGone, NotFound):
+            log.info("call %s: caller hung up in the IVR", call_id)
+            await self.on_gone(call_id, "caller_hangup")
+
+    async def _play(self, channel: Channel, inbox: Inbox, prompt: str,
+                    barge_in: bool = False) -> None:
+        """Play a prompt to the end (or until a key when barge_in); a failure is skipped."""
+        try:
+            playback_id = await channel.play(f"sound:{PROMPT_DIR}/{prompt}")
+        except NotFound:
+            raise ChannelGone() from None
+        except AriError as e:
+            log.error("prompt %s could not be played (%s); going on", prompt, e)
+            return
+        while True:
+            event = await inbox.next(timeout=120)
+            if event is None:
+                return
+            kind = event.get("type")
+            if kind == "PlaybackFinished" and event["playback"]["id"] == playback_id:
+                return
+            if barge_in and kind == "ChannelDtmfReceived":
+                try:
+                    await channel.ari.request("DELETE", f"/playbacks/{playback_id}")
+                except NotFound:
+                    pass
+                return
+
+    async def _choose_service(self, channel: Channel, inbox: Inbox, number: Number) -> str:
+        menu = number.menu
+        if menu is None:
+            return number.service or next(iter(self.cfg.services))
+        if not inbox.digits:
+            await self._play(channel, inbox, menu.prompt, barge_in=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + menu.timeout
+        while not inbox.digits:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.info("menu on %s: no key within %.0f s, hotline matter", number.number,
+                         menu.timeout)
+                return menu.default
+            await inbox.next(timeout=remaining)
+        key = inbox.take_digits()[0]
+        if key in menu.options:
+            return menu.options[key]
+        log.info("menu on %s: key %s is not an option, hotline matter", number.number, key)
+        return menu.default
+
+    async def _ask_callback(self, channel: Channel, inbox: Inbox) -> str | None:
+        """Ask a caller whose number is withheld for a callback number (# ends it)."""
+        for attempt in range(1, CALLBACK_TRIES + 1):
+            inbox.take_digits()
+            await self._play(channel, inbox, "ask_callback", barge_in=True)
+            entered = ""
+            while True:
+                if inbox.digits:
+                    entered += inbox.take_digits()
+                    if "#" in entered:
+                        break
+                    continue
+                event = await inbox.next(timeout=CALLBACK_DIGIT_TIMEOUT)
+                if event is None:
+                    break
+            digits = entered.split("#", 1)[0].replace("*", "")
+            if len(digits) >= MIN_CALLBACK_DIGITS:
+                return digits
+            log.info("callback number attempt %d: %d digits, asking again", attempt, len(digits))
+        log.info("no callback number given; the caller goes to an agent without one")
+        return None

@@ -1,0 +1,221 @@
+"""The call-control service: wires ARI events to the caller flow and the queue.
+
+Event handlers (ARI events, database notices) -> services (CallerFlow, QueueService)
+-> stores (db.*) -> notices to the desk (db.events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import uuid
+from typing import Any
+
+import asyncpg
+
+from db import agents as agent_store
+from db import calls as call_store
+from db import cases as case_store
+from db import events
+from db.crypto import Keyring
+from dialplan.config import HotlineConfig
+from dialplan.render import ARI_APP
+from ivr.ari import Ari, Event, NotFound
+from ivr.calls import Arrival, CallerFlow
+from ivr.channels import Inboxes
+from ivr.queue import LiveCall, QueueService, holding_bridge_id
+
+log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 2.0
+
+
+class CallControl:
+    """Everything the ivr process does, given its configuration and connections."""
+
+    def __init__(self, cfg: HotlineConfig, ari: Ari, pool: asyncpg.Pool, keyring: Keyring):
+        self.cfg = cfg
+        self.ari = ari
+        self.pool = pool
+        self.inboxes = Inboxes()
+        self.queue = QueueService(cfg, ari, pool)
+        self.flow = CallerFlow(cfg, pool, keyring, self.queue.enqueue, self._ended_in_ivr)
+        self._tasks: set[asyncio.Task[None]] = set()
+        ari.on("StasisStart", self.on_stasis_start)
+        ari.on("StasisEnd", self.on_channel_left)
+        ari.on("ChannelDestroyed", self.on_channel_left)
+        ari.on("*", self.on_any)
+        ari.on_connect(self.reconcile)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    # -- ARI event handlers ---------------------------------------------------------------
+
+    async def on_any(self, event: Event) -> None:
+        self.inboxes.route(event)
+
+    async def on_stasis_start(self, event: Event) -> None:
+        args = event.get("args") or []
+        channel = self.ari.channel(event["channel"]["id"], event["channel"])
+        if args[:1] == ["inbound"] and len(args) >= 2:
+            inbox = self.inboxes.open(channel.id)
+            self._spawn(self._run_flow(channel.id, self.flow.run(channel, inbox, args[1])))
+        elif args[:1] == ["agent"]:
+            await self.queue.agent_answered(channel.id)
+        else:
+            log.warning("channel entered the app with unknown arguments %s; hanging up", args)
+            await channel.hangup()
+
+    async def _run_flow(self, channel_id: str, coro: Any) -> None:
+        try:
+            await coro
+        finally:
+            self.inboxes.close(channel_id)
+
+    async def on_channel_left(self, event: Event) -> None:
+        channel_id = event["channel"]["id"]
+        if channel_id in self.queue.by_caller:
+            await self.queue.caller_gone(channel_id)
+        elif channel_id in self.queue.by_agent_channel:
+            await self.queue.agent_channel_gone(channel_id, answered=False)
+
+    async def _ended_in_ivr(self, call_id: uuid.UUID, reason: str) -> None:
+        async with self.pool.acquire() as conn:
+            await call_store.end(conn, call_id, reason)
+
+    # -- database notices -----------------------------------------------------------------
+
+    def on_notice(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        notice = events.parse(payload)
+        if notice and notice["kind"] == events.AGENT:
+            self.queue.kick()
+
+    # -- recovery -------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """After (re)connecting to ARI, make the database agree with Asterisk's channels.
+
+        Events missed while disconnected are not replayed, so: calls whose channel is gone
+        are ended; waiting calls are put back in their holding bridge; offers whose agent
+        leg vanished go back to the queue; agents left ringing or on call with no call are
+        made ready again.
+        """
+        await self.queue.ensure_bridges()
+        channels = {c["id"]: c for c in await self.ari.channels()}
+        async with self.pool.acquire() as conn:
+            live = await call_store.live(conn)
+        for row in live:
+            call_id, caller = row["id"], row["channel_id"]
+            known = self.queue.by_call.get(call_id)
+            if caller not in channels:
+                log.info("reconcile: call %s's caller is gone", call_id)
+                if known:
+                    await self.queue.caller_gone(caller)
+                else:
+                    async with self.pool.acquire() as conn:
+                        await call_store.end(conn, call_id, "caller_hangup")
+                    if row["agent_channel_id"] in channels:
+                        await self.ari.channel(row["agent_channel_id"]).hangup()
+                continue
+            if known is not None:
+                if known.agent_channel and known.agent_channel not in channels \
+                        and known.bridge_id is None:
+                    await self.queue.agent_channel_gone(known.agent_channel, answered=False)
+                continue
+            await self._adopt(row, channels)
+        async with self.pool.acquire() as conn:
+            stuck = await conn.fetch(
+                """SELECT a.id FROM agents a WHERE a.state IN ('ringing', 'on_call')
+                   AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.agent_id = a.id
+                                   AND c.state IN ('offered', 'connected'))"""
+            )
+            for a in stuck:
+                log.info("reconcile: agent %d had no call; ready again", a["id"])
+                await agent_store.set_state(conn, a["id"], "ready")
+        self.queue.kick()
+
+    async def _adopt(self, row: asyncpg.Record, channels: dict[str, Event]) -> None:
+        """Take over a call this process did not know (it was started before a restart)."""
+        live = LiveCall(row["id"], row["channel_id"], row["queue"])
+        if row["state"] == "ivr":
+            # Its IVR was cut short: serve the caller rather than ask again.
+            log.info("reconcile: call %s was in the IVR; queueing it", row["id"])
+            case_id = row["case_id"]
+            if case_id is None:
+                async with self.pool.acquire() as conn:
+                    case = await case_store.create(
+                        conn, self.flow.keyring, call_id=row["id"],
+                        dialled_number=row["dialled_number"],
+                        service=row["service"] or "hotline",
+                        caller_number=channels[row["channel_id"]]["caller"].get("number") or None,
+                    )
+                case_id = case["id"]
+            await self.queue.enqueue(Arrival(row["id"], row["channel_id"], row["queue"],
+                                             row["service"] or "hotline", case_id))
+            return
+        self.queue._track(live)
+        if row["state"] == "waiting":
+            try:
+                await self.ari.bridge(holding_bridge_id(row["queue"])).add(row["channel_id"],
+                                                                             role="participant")
+            except NotFound:
+                pass
+        elif row["state"] == "offered":
+            # The offer's outcome was lost with the old process: hang the agent leg up and
+            # put the call back in its place.
+            if row["agent_channel_id"] in channels:
+                await self.ari.channel(row["agent_channel_id"]).hangup()
+            async with self.pool.acquire() as conn:
+                await call_store.offer_failed(
+                    conn, call_store.Offer(row["id"], row["channel_id"], row["queue"],
+                                           row["agent_id"], ""), "restart")
+        elif row["state"] == "connected":
+            live.bridge_id = row["bridge_id"]
+            live.agent_channel = row["agent_channel_id"]
+            live.offer = call_store.Offer(row["id"], row["channel_id"], row["queue"],
+                                          row["agent_id"], "")
+            if live.agent_channel in channels:
+                self.queue.by_agent_channel[live.agent_channel] = live
+            else:
+                await self.queue.agent_channel_gone(live.agent_channel or "", answered=True)
+
+    # -- main loop ------------------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        """Tell `hotline status` this service is alive and whether ARI is connected."""
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    await conn.execute(
+                        """INSERT INTO service_status (name, pid, details, updated_at)
+                           VALUES ('ivr', $1, $2, now())
+                           ON CONFLICT (name) DO UPDATE SET pid = EXCLUDED.pid,
+                             details = EXCLUDED.details, updated_at = now()""",
+                        os.getpid(), json.dumps({"ari_connected": self.ari.connected.is_set()}),
+                    )
+            except (OSError, asyncpg.PostgresError) as e:
+                log.warning("heartbeat not written: %s", e)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        listener = await self.pool.acquire()
+        await listener.add_listener(events.CHANNEL, self.on_notice)
+        try:
+            await asyncio.gather(self.ari.run(), self.queue.run(), self.heartbeat())
+        finally:
+            await listener.remove_listener(events.CHANNEL, self.on_notice)
+            await self.pool.release(listener)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a call flow failed", exc_info=task.exception())
+
+
+__all__ = ["ARI_APP", "CallControl"]
