@@ -31,7 +31,7 @@ def build(prompts: dict[str, str], cache_dir: Path) -> dict[str, Path]:
         final = cache_dir / f"{pid}-{digest}.wav"
         if not final.exists():
             raw = cache_dir / f".{pid}.raw.wav"
-            r = subprocess.run(["espeak-ng", "-v", VOICE, "-s", "150", "-w", str(raw), text],
+            r = subprocess.run(["espeak-ng", "-v", VOICE, "-s", "175", "-w", str(raw), text],
                                capture_output=True, text=True)
             if r.returncode != 0:
                 raise PromptError(f"espeak-ng could not speak prompt '{pid}': {r.stderr.strip()}")

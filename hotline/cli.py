@@ -24,6 +24,7 @@ import asyncpg
 from dialplan import config, render
 from dialplan.render import CITIZEN_CONTEXT, INBOUND_CONTEXT
 from hotline.runtime import Runtime
+from ivr.ari import basic_auth
 
 WITHHELD = ("withheld", "anonymous", "")
 
@@ -170,7 +171,7 @@ async def gather_status(rt: Runtime) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=3)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         try:
-            async with http.get(ari_url, auth=aiohttp.BasicAuth(s.ari_user, s.ari_password)) as r:
+            async with http.get(ari_url, headers={"Authorization": basic_auth(s.ari_user, s.ari_password)}) as r:
                 info = await r.json() if r.status == 200 else {}
                 comp["asterisk"] = {"ok": r.status == 200,
                                     "detail": info.get("system", {}).get("version", r.status)}

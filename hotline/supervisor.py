@@ -24,6 +24,7 @@ from dialplan import config, prompts, render
 from hotline import postgres
 from hotline.asterisk import AsteriskInstance, locate
 from hotline.runtime import Runtime
+from ivr.ari import basic_auth
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ async def wait_for_ari(cfg: config.HotlineConfig, rt: Runtime, timeout: float = 
     s = rt.secrets()
     url = f"http://{cfg.system.bind}:{cfg.system.ari_port}/ari/asterisk/info"
     deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession(auth=aiohttp.BasicAuth(s.ari_user, s.ari_password)) as http:
+    headers = {"Authorization": basic_auth(s.ari_user, s.ari_password)}
+    async with aiohttp.ClientSession(headers=headers) as http:
         while True:
             try:
                 async with http.get(url, timeout=aiohttp.ClientTimeout(total=3)) as r:

@@ -9,6 +9,7 @@ ARI does not replay events that were missed while the socket was down.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -115,7 +116,7 @@ class Ari:
     def __init__(self, base_url: str, user: str, password: str, app: str,
                  max_backoff: float = 10.0):
         self.base = base_url.rstrip("/") + "/ari"
-        self.auth = aiohttp.BasicAuth(user, password)
+        self.auth_header = basic_auth(user, password)
         self.app = app
         self.max_backoff = max_backoff
         self.connected = asyncio.Event()
@@ -129,7 +130,7 @@ class Ari:
 
     async def __aenter__(self) -> Ari:
         self._session = aiohttp.ClientSession(
-            auth=self.auth, timeout=aiohttp.ClientTimeout(total=15)
+            headers={"Authorization": self.auth_header}, timeout=aiohttp.ClientTimeout(total=15)
         )
         return self
 
@@ -253,6 +254,11 @@ class Ari:
             log.info("a channel or bridge vanished while handling an event")
         except Exception:
             log.exception("ARI event handler failed")
+
+
+def basic_auth(user: str, password: str) -> str:
+    """An HTTP Basic Authorization header value."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _message(text: str) -> str:

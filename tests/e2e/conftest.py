@@ -1,0 +1,272 @@
+"""The real stack, started once per test session: PostgreSQL, Asterisk, call control, desk.
+
+It runs `hotline run` itself (the command `make run` uses) on its own ports and state
+folder (var/test), so it can run beside a `make run` of the same checkout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import wave
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+import yaml
+
+from db.crypto import load_keyring
+from dialplan import render
+from ivr.ari import Ari
+
+ROOT = Path(__file__).resolve().parents[2]
+VAR = ROOT / "var" / "test"
+PORTS = {"ari_port": 18088, "ami_port": 15038, "sip_port": 15060, "desk_port": 18080}
+PG_PORT = 55433
+
+
+def _test_config() -> Path:
+    """The shipped YAML, on test ports, with short ring time and a phone nobody answers."""
+    data = yaml.safe_load((ROOT / "config" / "hotline.yaml").read_text(encoding="utf-8"))
+    data["system"].update(PORTS)
+    data["queues"]["duty"]["ring_timeout"] = 6
+    data["phones"].append({"id": "8003", "type": "virtual", "answer_after": "never"})
+    data["agents"].append({"login": "agent3", "name": "王芳", "phone": "8003",
+                           "initial_password": "hotline"})
+    VAR.mkdir(parents=True, exist_ok=True)
+    path = VAR / "hotline.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Stack:
+    """Handles on the running hotline for tests."""
+
+    config: Path
+    env: dict[str, str]
+    dsn: str
+    desk_url: str
+    ari_url: str
+    ari_user: str
+    ari_password: str
+    proc: subprocess.Popen[bytes]
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the `hotline` command against this stack."""
+        return subprocess.run(
+            [sys.executable, "-m", "hotline.cli", *args], env=self.env, cwd=ROOT,
+            capture_output=True, text=True, check=check, timeout=60,
+        )
+
+    def status(self) -> dict[str, Any]:
+        r = self.cli("status", "--json", check=False)
+        return json.loads(r.stdout)
+
+    def call(self, number: str, caller: str, *extra: str) -> str:
+        """Place a citizen call; return the citizen-side channel id."""
+        out = self.cli("call", number, "--from", caller, *extra).stdout
+        return out.split("channel ")[1].split()[0]
+
+    def prompt_seconds(self, prompt: str) -> float:
+        """How long a generated prompt plays."""
+        (wav,) = (VAR / "prompts").glob(f"{prompt}-*.wav")
+        with wave.open(str(wav)) as w:
+            return w.getnframes() / w.getframerate()
+
+    def keyring(self) -> Any:
+        return load_keyring(VAR / "keys.json")
+
+    def ari(self) -> Ari:
+        return Ari(self.ari_url, self.ari_user, self.ari_password, "hotline-test-observer")
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    config = _test_config()
+    env = dict(os.environ, HOTLINE_VAR=str(VAR), HOTLINE_CONFIG=str(config),
+               HOTLINE_PG_PORT=str(PG_PORT))
+    env.pop("DATABASE_URL", None)
+    env.pop("HOTLINE_KEYS", None)
+    env.pop("HOTLINE_KEY_FILE", None)
+    subprocess.run([sys.executable, "-m", "hotline.cli", "stop"], env=env, cwd=ROOT,
+                   capture_output=True)
+    log = (VAR / "run.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "hotline.cli", "run"], env=env, cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    secrets = json.loads((VAR / "secrets.json").read_text()) if (VAR / "secrets.json").exists() \
+        else None
+    s = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"hotline run exited {proc.returncode}; see {VAR / 'run.log'}")
+        secrets = secrets or (json.loads((VAR / "secrets.json").read_text())
+                              if (VAR / "secrets.json").exists() else None)
+        if secrets:
+            s = Stack(config, env, f"postgresql://hotline@127.0.0.1:{PG_PORT}/hotline",
+                      f"http://127.0.0.1:{PORTS['desk_port']}",
+                      f"http://127.0.0.1:{PORTS['ari_port']}", secrets["ari_user"],
+                      secrets["ari_password"], proc)
+            st = s.status()
+            if st.get("components") and all(c["ok"] for c in st["components"].values()):
+                break
+        time.sleep(1)
+    else:
+        proc.send_signal(signal.SIGTERM)
+        pytest.fail(f"the hotline did not come up in 240 s; see {VAR}")
+    assert s is not None
+    yield s
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(stack.dsn)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def clean(stack: Stack, db: asyncpg.Connection) -> AsyncIterator[None]:
+    """Each test starts with no live call and every agent logged out."""
+    await _hang_up_everything(stack, db)
+    yield
+    await _hang_up_everything(stack, db)
+
+
+async def _hang_up_everything(stack: Stack, db: asyncpg.Connection) -> None:
+    await db.execute("UPDATE agents SET state = 'logged_out', reason = NULL")
+    await db.execute("DELETE FROM desk_sessions")
+    async with stack.ari() as ari:
+        for ch in await ari.channels():
+            await ari.channel(ch["id"]).hangup()
+    await wait_until(db, "SELECT count(*) = 0 FROM calls WHERE state <> 'ended'", timeout=20)
+    await db.execute("UPDATE agents SET state = 'logged_out', reason = NULL")
+
+
+async def wait_until(db: asyncpg.Connection, sql: str, *args: Any, timeout: float = 30) -> Any:
+    """Poll a query until it returns a true value (the system under test is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await db.fetchval(sql, *args)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for: {sql} {args}")
+        await asyncio.sleep(0.2)
+
+
+class DeskClient:
+    """An agent at the desk: HTTP session with cookie and CSRF, plus the WebSocket."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.messages: list[dict[str, Any]] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._new = asyncio.Event()
+
+    async def login(self, login: str, password: str = "hotline") -> dict[str, Any]:
+        async with self.http.post(f"{self.base}/api/login",
+                                  json={"login": login, "password": password}) as r:
+            body = await r.json()
+            assert r.status == 200, body
+        self.csrf = body["csrf"]
+        return body["agent"]
+
+    async def request(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        headers = {"X-Hotline-CSRF": self.csrf}
+        async with self.http.request(method, f"{self.base}{path}", headers=headers, **kw) as r:
+            return r.status, await r.json()
+
+    async def set_state(self, state: str) -> dict[str, Any]:
+        status, body = await self.request("POST", "/api/agent/state", json={"state": state})
+        assert status == 200, body
+        return body["agent"]
+
+    async def connect_ws(self) -> None:
+        self.ws = await self.http.ws_connect(f"{self.base}/ws")
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.messages.append(json.loads(msg.data))
+                self._new.set()
+
+    async def expect(self, kind: str, timeout: float = 30, **match: Any) -> dict[str, Any]:
+        """Wait for a pushed message of this type (and matching fields)."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for m in self.messages[seen:]:
+                if m.get("type") == kind and all(
+                    _dig(m, k) == v for k, v in match.items()
+                ):
+                    return m
+            seen = len(self.messages)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                kinds = [m.get("type") for m in self.messages]
+                raise AssertionError(f"no {kind} {match} pushed within {timeout} s; got {kinds}")
+            self._new.clear()
+            try:
+                await asyncio.wait_for(self._new.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+        if self.ws:
+            await self.ws.close()
+        await self.http.close()
+
+
+def _dig(message: dict[str, Any], dotted: str) -> Any:
+    value: Any = message
+    for part in dotted.split("__"):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+@pytest.fixture
+async def desk(stack: Stack) -> AsyncIterator[Any]:
+    """A factory of logged-in desk clients, closed at the end of the test."""
+    clients: list[DeskClient] = []
+
+    async def make(login: str) -> DeskClient:
+        c = DeskClient(stack.desk_url)
+        clients.append(c)
+        await c.login(login)
+        await c.connect_ws()
+        return c
+
+    yield make
+    for c in clients:
+        await c.close()
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+__all__ = ["Stack", "DeskClient", "wait_until", "render", "new_id"]
