@@ -96,12 +96,29 @@ class Service:
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
+    @property
+    def pid_file(self) -> Path:
+        return self.log_file.with_suffix(".pid")
+
+    def kill_stale(self) -> None:
+        """Stop a copy left running by a `hotline run` that was killed outright."""
+        try:
+            pid = int(self.pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if self.cmd[-1].encode() in cmdline:
+            log.warning("stopping a stale %s (pid %d)", self.name, pid)
+            os.kill(pid, signal.SIGKILL)
+
     def start(self) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.kill_stale()
         out = self.log_file.open("ab")
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
+        self.pid_file.write_text(str(self.proc.pid))
 
     def check(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:

@@ -15,6 +15,8 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || want+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || want+=(chromium-driver)
+  # A Chinese font, so screenshots of the desk are readable.
+  have_pkg fonts-wqy-zenhei || want+=(fonts-wqy-zenhei)
 fi
 
 if [ ${#want[@]} -eq 0 ]; then

@@ -11,7 +11,7 @@ from db import cases as case_store
 from db.crypto import normalise_phone
 from hotline.postgres import pg_dump
 
-from .conftest import Stack, wait_until
+from tests.conftest import Stack, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
 

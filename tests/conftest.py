@@ -29,7 +29,7 @@ from db.crypto import load_keyring
 from dialplan import render
 from ivr.ari import Ari
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var" / "test"
 PORTS = {"ari_port": 18088, "ami_port": 15038, "sip_port": 15060, "desk_port": 18080}
 PG_PORT = 55433

@@ -1,0 +1,59 @@
+"""No caller is lost when the call-control service dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import asyncpg
+import pytest
+
+from tests.conftest import Stack, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
+
+
+async def test_call_control_killed_callers_hear_fallback_and_waiting_calls_keep_place(
+    stack: Stack, db: asyncpg.Connection, desk
+) -> None:
+    stack.call("12345", "13811112222")
+    await wait_until(db, "SELECT count(*) FROM calls WHERE state = 'waiting'")
+    before = await db.fetchrow("SELECT * FROM calls WHERE state = 'waiting'")
+    old_pid = await db.fetchval("SELECT pid FROM service_status WHERE name = 'ivr'")
+
+    # Freeze the supervisor so it cannot restart the service, then kill -9 the service.
+    os.kill(stack.proc.pid, signal.SIGSTOP)
+    try:
+        os.kill(old_pid, signal.SIGKILL)
+        await asyncio.sleep(1.5)
+        # A caller arriving now is not left in silence: the dialplan's fallback answers.
+        stack.call("63160000", "13833334444", "--hold", "20")
+        deadline = time.monotonic() + 20
+        contexts: set[str] = set()
+        async with stack.ari() as ari:
+            while time.monotonic() < deadline and "hotline-fallback" not in contexts:
+                contexts = {c["dialplan"]["context"] for c in await ari.channels()}
+                await asyncio.sleep(0.2)
+        assert "hotline-fallback" in contexts
+    finally:
+        os.kill(stack.proc.pid, signal.SIGCONT)
+
+    # The supervisor starts the service again; it reconnects and reconciles.
+    await wait_until(db, "SELECT pid <> $1 AND details->>'ari_connected' = 'true' "
+                         "FROM service_status WHERE name = 'ivr'", old_pid, timeout=40)
+    after = await db.fetchrow("SELECT * FROM calls WHERE id = $1", before["id"])
+    assert after["state"] == "waiting"
+    assert after["entered_queue_at"] == before["entered_queue_at"]
+    assert await db.fetchval("SELECT count(*) FROM calls WHERE dialled_number = '63160000' "
+                             "AND arrived_at > $1", before["arrived_at"]) == 0
+
+    # ...and the waiting caller is served by the next ready agent, bridged in Asterisk.
+    a1 = await desk("agent1")
+    await a1.set_state("ready")
+    await a1.expect("connected", call__call_id=str(before["id"]))
+    row = await db.fetchrow("SELECT * FROM calls WHERE id = $1", before["id"])
+    async with stack.ari() as ari:
+        bridge = {b["id"]: b for b in await ari.bridges()}[row["bridge_id"]]
+    assert row["channel_id"] in bridge["channels"]
