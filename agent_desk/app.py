@@ -312,7 +312,9 @@ async def _broadcast_snapshot(desk: Desk) -> None:
             await _send(ws, message)
 
 
-async def _call_message(desk: Desk, kind: str, agent_id: int, call_id: str) -> dict[str, Any] | None:
+async def _call_message(
+    desk: Desk, kind: str, agent_id: int, call_id: str
+) -> dict[str, Any] | None:
     async with desk.pool.acquire() as conn:
         call = await call_store.get(conn, uuid.UUID(call_id))
         if call is None or call["case_id"] is None:
@@ -363,11 +365,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             )
         if call:
             kind = events.OFFER if call["state"] == "offered" else events.CONNECTED
-            msg = await _call_message(desk, kind, session.agent_id, str(call["id"]))
-            if msg:
-                await _send(ws, msg)
-        async for msg in ws:
-            if msg.type == WSMsgType.ERROR:
+            resend = await _call_message(desk, kind, session.agent_id, str(call["id"]))
+            if resend:
+                await _send(ws, resend)
+        async for incoming in ws:
+            if incoming.type == WSMsgType.ERROR:
                 break  # the desk sends nothing we act on; pings are handled by aiohttp
     finally:
         desk.sockets[session.agent_id].discard(ws)

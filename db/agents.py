@@ -93,7 +93,9 @@ async def set_state(
     return row
 
 
-async def log_state(conn: asyncpg.Connection, agent_id: int, state: str, reason: str | None) -> None:
+async def log_state(
+    conn: asyncpg.Connection, agent_id: int, state: str, reason: str | None
+) -> None:
     """Record a state change already written to the agents row, and tell the others."""
     await conn.execute(
         "INSERT INTO agent_state_log (agent_id, state, reason) VALUES ($1, $2, $3)",

@@ -80,7 +80,8 @@ async def claim_next(conn: asyncpg.Connection, queue: str) -> Offer | None:
         if agent is None:
             return None
         await conn.execute(
-            "UPDATE calls SET state = 'offered', agent_id = $2 WHERE id = $1", call["id"], agent["id"]
+            "UPDATE calls SET state = 'offered', agent_id = $2 WHERE id = $1",
+            call["id"], agent["id"],
         )
         await conn.execute(
             "UPDATE agents SET state = 'ringing', reason = NULL, state_since = now() WHERE id = $1",

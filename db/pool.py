@@ -23,7 +23,7 @@ async def connect(dsn: str, *, retry_for: float = 120.0, min_size: int = 2,
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
                                              command_timeout=30)
             break
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as e:
             if loop.time() > deadline:
                 raise ConnectionError(f"the database is not reachable: {e}") from None
             log.warning("database not reachable (%s); retrying in %.1f s", e, delay)

@@ -268,7 +268,9 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
                 id=qid,
                 name=c.text(q.get("name"), f"{where} name", qid),
                 music_on_hold=c.text(q.get("music_on_hold"), f"{where} music_on_hold", "default"),
-                ring_timeout=int(c.number(q.get("ring_timeout"), f"{where} ring_timeout", 20, 5, 300)),
+                ring_timeout=int(
+                    c.number(q.get("ring_timeout"), f"{where} ring_timeout", 20, 5, 300)
+                ),
             )
     if "queues" in t and not queues:
         c.err(t["queues"].line, "at least one queue is needed")
@@ -350,7 +352,8 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
                 logins.add(login)
                 phone = c.text(a.get("phone"), f"agent {login} phone")
                 if "phone" in a and phone not in phones:
-                    c.err(a["phone"].line, f"agent {login} uses phone '{phone}', not under 'phones'")
+                    c.err(a["phone"].line,
+                          f"agent {login} uses phone '{phone}', not under 'phones'")
                 pw = a.get("initial_password")
                 agents.append(
                     Agent(

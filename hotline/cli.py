@@ -171,21 +171,22 @@ async def gather_status(rt: Runtime) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=3)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         try:
-            async with http.get(ari_url, headers={"Authorization": basic_auth(s.ari_user, s.ari_password)}) as r:
+            auth = {"Authorization": basic_auth(s.ari_user, s.ari_password)}
+            async with http.get(ari_url, headers=auth) as r:
                 info = await r.json() if r.status == 200 else {}
                 comp["asterisk"] = {"ok": r.status == 200,
                                     "detail": info.get("system", {}).get("version", r.status)}
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
             comp["asterisk"] = {"ok": False, "detail": f"not reachable: {e or type(e).__name__}"}
         desk_url = f"http://{cfg.system.bind}:{cfg.system.desk_port}/"
         try:
             async with http.get(desk_url + "healthz") as r:
                 comp["desk"] = {"ok": r.status == 200, "detail": desk_url}
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             comp["desk"] = {"ok": False, "detail": f"not reachable on {desk_url}"}
     try:
         conn = await asyncpg.connect(rt.dsn(), timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as e:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as e:
         comp["database"] = {"ok": False, "detail": f"not reachable: {e}"}
         comp["ari"] = {"ok": False, "detail": "unknown (no database)"}
         return out

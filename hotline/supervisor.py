@@ -54,7 +54,7 @@ async def wait_for_ari(cfg: config.HotlineConfig, rt: Runtime, timeout: float = 
                 async with http.get(url, timeout=aiohttp.ClientTimeout(total=3)) as r:
                     if r.status == 200:
                         return
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 pass
             if time.monotonic() > deadline:
                 raise StartError(f"Asterisk did not answer on ARI ({url}) within {timeout:.0f} s;"
@@ -71,7 +71,7 @@ async def wait_for_desk(cfg: config.HotlineConfig, timeout: float = 60) -> None:
                 async with http.get(url, timeout=aiohttp.ClientTimeout(total=3)) as r:
                     if r.status == 200:
                         return
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 pass
             if time.monotonic() > deadline:
                 raise StartError(f"the agent desk did not come up on {url}")

@@ -226,7 +226,7 @@ class Ari:
                         elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
                             break
                 log.warning("ARI events WebSocket closed; reconnecting")
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 log.warning("ARI not reachable (%s); retrying in %.1f s", e, backoff)
             self.connected.clear()
             # A connection that lived a while resets the back-off; a flapping one does not.

@@ -33,7 +33,7 @@ class Inbox:
             raise ChannelGone()
         try:
             event = await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         if event.get("type") in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
             raise ChannelGone()

@@ -230,7 +230,7 @@ class DeskClient:
             self._new.clear()
             try:
                 await asyncio.wait_for(self._new.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def close(self) -> None:

@@ -10,7 +10,6 @@ import pytest
 from db import cases as case_store
 from db.crypto import normalise_phone
 from hotline.postgres import pg_dump
-
 from tests.conftest import Stack, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
