@@ -224,11 +224,12 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
         return None
     t: dict[str, _Node] = tree.value
 
-    name, default_queue = "hotline", ""
+    name, default_queue, default_queue_line = "hotline", "", 0
     if "hotline" in t and c.mapping(t["hotline"], "'hotline'", {"name", "default_queue"}, set()):
         h = t["hotline"].value
         name = c.text(h.get("name"), "hotline name", "hotline")
         default_queue = c.text(h.get("default_queue"), "default_queue")
+        default_queue_line = t["hotline"].keys.get("default_queue", 0)
 
     services: dict[str, str] = {}
     if "services" in t and c.mapping(t["services"], "'services'", set(t["services"].keys), set()):
@@ -236,6 +237,8 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
             if not SERVICE_ID.match(sid):
                 c.err(line, f"service id '{sid}' must be lower-case letters, digits or _")
             services[sid] = c.text(node, f"service '{sid}'")
+        if not services:
+            c.err(t["services"].line, "at least one service is needed")
 
     prompts: dict[str, str] = {}
     if "prompts" in t and c.mapping(t["prompts"], "'prompts'", set(t["prompts"].keys), set()):
@@ -277,18 +280,20 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
     if not default_queue and queues:
         default_queue = next(iter(queues))
     elif default_queue and queues and default_queue not in queues:
-        c.err(t["hotline"].line, f"default_queue '{default_queue}' is not under 'queues'")
+        c.err(default_queue_line, f"default_queue '{default_queue}' is not under 'queues'")
 
     def queue_ref(node: _Node | None, where: str) -> str:
+        # A number without a queue of its own takes the default, checked above.
+        if node is None:
+            return default_queue
         qid = c.text(node, where, default_queue)
         if queues and qid not in queues:
-            line = node.line if node else 0
-            c.err(line, f"{where} names the queue '{qid}', which is not under 'queues'")
+            c.err(node.line, f"{where} names the queue '{qid}', which is not under 'queues'")
         return qid
 
     def service_ref(node: _Node, where: str) -> str:
         sid = c.text(node, where)
-        if services and sid not in services:
+        if "services" in t and sid not in services:
             c.err(node.line, f"{where} names the service '{sid}', which is not under 'services'")
         return sid
 
@@ -304,7 +309,7 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
                     continue
                 n = node.value
                 num = c.text(n.get("number"), "number")
-                where = f"number {num}"
+                where = f"number {num}" if num else "a number"
                 if "number" in n and not PUBLIC_NUMBER.match(num):
                     c.err(n["number"].line, f"'{num}' is not a phone number (3 to 15 digits)")
                 if num in seen:
@@ -440,14 +445,23 @@ def _system(c: _Checker, node: _Node) -> System:
         return System()
     s = node.value
     ports: dict[str, int] = {}
+    defaults = System()
+    effective: dict[str, int] = {}
     for key in ("ari_port", "ami_port", "sip_port", "desk_port"):
+        effective[key] = getattr(defaults, key)
         if key in s:
             v = s[key].value
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
                 c.err(s[key].line, f"{key} must be a port number from 1 to 65535")
             else:
-                ports[key] = v
-    if len(set(ports.values())) != len(ports):
-        c.err(node.line, "the ports under 'system' must all differ")
+                ports[key] = effective[key] = v
+    # Compare with the defaults too: a port written here may clash with one left out.
+    by_port: dict[int, list[str]] = {}
+    for key, port in effective.items():
+        by_port.setdefault(port, []).append(key)
+    for port, keys in sorted(by_port.items()):
+        if len(keys) > 1:
+            line = max((s[k].line for k in keys if k in s), default=node.line)
+            c.err(line, f"{' and '.join(keys)} would both use port {port}; they must differ")
     bind = c.text(s.get("bind"), "system bind", "127.0.0.1")
     return System(bind=bind, **ports)

@@ -208,7 +208,8 @@ class Ari:
 
     async def run(self) -> None:
         """Keep the events WebSocket up forever, dispatching events in order."""
-        backoff = 0.5
+        first_delay = min(0.5, self.max_backoff)
+        backoff = first_delay
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
@@ -231,7 +232,7 @@ class Ari:
             self.connected.clear()
             # A connection that lived a while resets the back-off; a flapping one does not.
             if loop.time() - started > 30:
-                backoff = 0.5
+                backoff = first_delay
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff)
 

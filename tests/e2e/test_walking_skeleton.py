@@ -223,3 +223,21 @@ async def test_caller_hangs_up_during_the_conversation(
     row = await db.fetchrow("SELECT * FROM calls WHERE id = $1", call_id)
     async with stack.ari() as ari:
         assert row["agent_channel_id"] not in {c["id"] for c in await ari.channels()}
+
+
+async def test_caller_hangs_up_during_the_greeting(stack: Stack, db: asyncpg.Connection) -> None:
+    stack.call("12345", "13100131000", "--hold", "2")
+    await wait_until(db, "SELECT count(*) FROM calls WHERE state = 'ended' "
+                         "AND end_reason = 'caller_hangup' AND entered_queue_at IS NULL "
+                         "AND arrived_at > now() - interval '30 seconds'")
+    call_id = await db.fetchval("SELECT id FROM calls WHERE entered_queue_at IS NULL "
+                                "ORDER BY arrived_at DESC LIMIT 1")
+    assert await db.fetchval("SELECT event FROM queue_log WHERE call_id = $1", call_id) \
+        == "IVRHANGUP"
+    assert stack.status()["queue"]["waiting"] == []
+
+
+async def test_sip_phones_from_the_yaml_are_asterisk_endpoints(stack: Stack) -> None:
+    async with stack.ari() as ari:
+        endpoints = await ari.request("GET", "/endpoints/PJSIP")
+    assert "8101" in {e["resource"] for e in endpoints}

@@ -1,0 +1,207 @@
+"""Tests for dialplan.render: Asterisk's files as rendered from the hotline YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from dialplan import config, render
+from dialplan.config import HotlineConfig, System
+from dialplan.render import AsteriskDirs, Secrets
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config" / "hotline.yaml"
+DIRS = AsteriskDirs(base="/srv/hotline/asterisk", modules="/usr/lib/asterisk/modules")
+SECRETS = Secrets(ari_user="ari-user-x", ari_password="ari-pass-1111",
+                  ami_user="ami-user-y", ami_secret="ami-secret-2222")
+PJSIP_SECRET = "change-me-8101"  # the shipped pjsip phone's secret
+
+
+@pytest.fixture(scope="module")
+def cfg() -> HotlineConfig:
+    return config.load(SHIPPED)
+
+
+@pytest.fixture(scope="module")
+def files(cfg: HotlineConfig) -> dict[str, str]:
+    return render.render(cfg, DIRS, SECRETS)
+
+
+def section(conf: str, name: str) -> str:
+    """The body of the first `[name]` section of an Asterisk config file."""
+    m = re.search(rf"^\[{re.escape(name)}\]\n(.*?)(?=^\[|\Z)", conf, re.S | re.M)
+    assert m, f"no [{name}] section in:\n{conf}"
+    return m.group(1)
+
+
+def extension(context_body: str, exten: str) -> str:
+    """The lines of one extension (its `exten =>` line and the `same =>` lines after it)."""
+    m = re.search(rf"^exten => {re.escape(exten)},1,.*\n(?: same => .*\n?)*", context_body, re.M)
+    assert m, f"no extension {exten} in:\n{context_body}"
+    return m.group(0)
+
+
+def test_render_is_deterministic(cfg: HotlineConfig) -> None:
+    """Same YAML, dirs and secrets give the same bytes, so applied configs can be compared."""
+    first = render.render(cfg, DIRS, SECRETS)
+    second = render.render(config.load(SHIPPED), DIRS, SECRETS)
+    assert first == second
+    assert list(first) == sorted(first)
+
+
+def test_every_file_starts_with_header(files: dict[str, str]) -> None:
+    """Each file warns that it is generated, so nobody edits it by hand."""
+    assert {"extensions.conf", "pjsip.conf", "http.conf", "manager.conf", "ari.conf",
+            "asterisk.conf", "modules.conf"} <= set(files)
+    for name, body in files.items():
+        assert body.startswith("; Rendered by hotline from "), name
+        assert "Do not edit" in body.splitlines()[0], name
+
+
+def test_asterisk_conf_uses_the_instance_dirs(files: dict[str, str]) -> None:
+    """Asterisk reads its configuration and modules from the folders given."""
+    body = files["asterisk.conf"]
+    assert f"astetcdir => {DIRS.etc}" in body
+    assert f"astmoddir => {DIRS.modules}" in body
+    assert f"astdatadir => {DIRS.data}" in body
+
+
+def test_both_numbers_go_into_the_stasis_app(files: dict[str, str]) -> None:
+    """A call to 12345 or 63160000 enters the hotline ARI app with the number dialled."""
+    inbound = section(files["extensions.conf"], render.INBOUND_CONTEXT)
+    for number in ("12345", "63160000"):
+        ext = extension(inbound, number)
+        assert f"Stasis(hotline,inbound,{number})" in ext
+
+
+def test_stasis_failure_falls_back_to_a_message(files: dict[str, str]) -> None:
+    """While the call-control service is down, callers hear a prompt, never silence."""
+    ext_conf = files["extensions.conf"]
+    inbound = section(ext_conf, render.INBOUND_CONTEXT)
+    for number in ("12345", "63160000"):
+        lines = extension(inbound, number).splitlines()
+        stasis = next(i for i, ln in enumerate(lines) if "Stasis(" in ln)
+        after = lines[stasis + 1]
+        assert '"${STASISSTATUS}" = "FAILED"' in after
+        assert "hotline-fallback,s,1" in after
+
+    fallback = extension(section(ext_conf, "hotline-fallback"), "s")
+    assert "Answer()" in fallback
+    plays = re.findall(r"Playback\(([^)]+)\)", fallback)
+    assert plays and all(p == "hotline/service_unavailable" for p in plays)
+    assert "Hangup()" in fallback.splitlines()[-1]
+
+
+def test_virtual_phones_answer_after_configured_delay(files: dict[str, str]) -> None:
+    """A virtual phone rings for answer_after seconds and then answers by itself."""
+    virtual = section(files["extensions.conf"], render.VIRTUAL_PHONE_CONTEXT)
+    for phone in ("8001", "8002"):
+        lines = extension(virtual, phone).splitlines()
+        assert "Ringing()" in lines[0]
+        assert lines[1].strip() == "same => n,Wait(1)"
+        assert lines[2].strip() == "same => n,Answer()"
+    assert "exten => 8101," not in virtual  # the pjsip phone is not virtual
+
+
+def test_never_answering_phone_has_no_answer() -> None:
+    """A phone with answer_after: never only rings, so ring timeouts can be tested."""
+    text = SHIPPED.read_text(encoding="utf-8").replace(
+        "answer_after: 1       # seconds", "answer_after: never   # seconds", 1)
+    never_cfg = config.loads(text, "hotline.yaml")
+    assert never_cfg.phones["8001"].never_answer
+    virtual = section(render.render_extensions(never_cfg), render.VIRTUAL_PHONE_CONTEXT)
+    ext = extension(virtual, "8001")
+    assert "Ringing()" in ext
+    assert "Answer()" not in ext
+    assert "Answer()" in extension(virtual, "8002")
+
+
+def test_fractional_answer_delay(cfg: HotlineConfig) -> None:
+    """Fractions of a second are kept as written (2.5, not 2.500000)."""
+    phones = dict(cfg.phones)
+    phones["8001"] = dataclasses.replace(phones["8001"], answer_after=2.5)
+    body = render.render_extensions(dataclasses.replace(cfg, phones=phones))
+    assert "Wait(2.5)" in extension(section(body, render.VIRTUAL_PHONE_CONTEXT), "8001")
+
+
+def test_pjsip_phone_endpoint_auth_aor(files: dict[str, str]) -> None:
+    """The SIP phone gets an endpoint, its auth with the configured secret and an AOR."""
+    pjsip = files["pjsip.conf"]
+    blocks = re.findall(r"^\[([^\]]+)\]\n(.*?)(?=^\[|\Z)", pjsip, re.S | re.M)
+    # endpoint and aor share the section name [8101]; tell them apart by their type
+    by_type = {(name, re.findall(r"^type = (\w+)$", body, re.M)[0]): body
+               for name, body in blocks}
+    endpoint = by_type[("8101", "endpoint")]
+    assert "auth = 8101-auth" in endpoint
+    assert "aors = 8101" in endpoint
+    assert "context = hotline-phones" in endpoint
+    auth = by_type[("8101-auth", "auth")]
+    assert "username = 8101" in auth
+    assert f"password = {PJSIP_SECRET}" in auth
+    assert ("8101", "aor") in by_type
+    # virtual phones are dialplan, not SIP endpoints
+    assert not any(name in ("8001", "8002") for name, _ in by_type)
+
+
+def test_pjsip_binds_to_loopback(files: dict[str, str]) -> None:
+    """SIP listens on the loopback address and the configured port only."""
+    transport = section(files["pjsip.conf"], "transport-udp")
+    assert "type = transport" in transport
+    assert "bind = 127.0.0.1:5060" in transport
+
+
+def test_http_and_manager_bind_to_system_address(files: dict[str, str]) -> None:
+    """ARI (http.conf) and AMI (manager.conf) listen where 'system' says."""
+    http = section(files["http.conf"], "general")
+    assert "bindaddr = 127.0.0.1" in http
+    assert "bindport = 8088" in http
+    manager = section(files["manager.conf"], "general")
+    assert "bindaddr = 127.0.0.1" in manager
+    assert "port = 5038" in manager
+
+
+def test_custom_system_ports_are_rendered(cfg: HotlineConfig) -> None:
+    """Changing the bind address and ports in the YAML moves every listener."""
+    custom = dataclasses.replace(cfg, system=System(
+        bind="127.0.0.9", ari_port=18088, ami_port=15038, sip_port=15060, desk_port=18080))
+    out = render.render(custom, DIRS, SECRETS)
+    assert "bindaddr = 127.0.0.9\nbindport = 18088" in out["http.conf"]
+    assert "bindaddr = 127.0.0.9\nport = 15038" in out["manager.conf"]
+    assert "bind = 127.0.0.9:15060" in out["pjsip.conf"]
+
+
+def test_ari_conf_has_the_ari_user(files: dict[str, str]) -> None:
+    """The call-control service can log in to ARI with the generated credentials."""
+    user = section(files["ari.conf"], SECRETS.ari_user)
+    assert "type = user" in user
+    assert f"password = {SECRETS.ari_password}" in user
+
+
+def test_manager_conf_has_the_ami_user(files: dict[str, str]) -> None:
+    """AMI has its own user and secret, reachable from loopback only."""
+    user = section(files["manager.conf"], SECRETS.ami_user)
+    assert f"secret = {SECRETS.ami_secret}" in user
+    assert "permit = 127.0.0.1/255.255.255.255" in user
+
+
+def test_secrets_are_not_mixed_up(files: dict[str, str]) -> None:
+    """Each secret appears in the one file that needs it and nowhere else."""
+    where = {
+        SECRETS.ari_password: {"ari.conf"},
+        SECRETS.ami_secret: {"manager.conf"},
+        PJSIP_SECRET: {"pjsip.conf"},
+    }
+    for secret, expected in where.items():
+        found = {name for name, body in files.items() if secret in body}
+        assert found == expected, (secret, found)
+    assert SECRETS.ami_user not in files["ari.conf"]
+    assert SECRETS.ari_user not in files["manager.conf"]
+
+
+def test_modules_conf_lists_noload_sorted(files: dict[str, str]) -> None:
+    """Unneeded modules are not loaded; the list is stable."""
+    noload = re.findall(r"^noload => (\S+)$", files["modules.conf"], re.M)
+    assert noload == sorted(render.NOLOAD)
+    assert "chan_sip.so" in noload
