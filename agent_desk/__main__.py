@@ -30,7 +30,7 @@ async def build() -> web.Application | None:
     except (config.ConfigError, CryptoError, ConnectionError) as e:
         log.error("cannot start: %s", e)
         return None
-    app = make_app(cfg, pool, keyring)
+    app = make_app(cfg, pool, keyring, os.environ["DATABASE_URL"])
 
     async def close_pool(_app: web.Application) -> None:
         await pool.close()

@@ -16,6 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import WSMsgType, web
@@ -34,6 +35,8 @@ COOKIE = "hotline_session"
 CSRF_HEADER = "X-Hotline-CSRF"
 MAX_BODY = 64 * 1024
 LOGIN_FAILURES_PER_MINUTE = 10
+LOGIN_FAILURES_ALL_PER_MINUTE = 100
+SESSION_CHECK_SECONDS = 30
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Desk:
     cfg: HotlineConfig
     pool: asyncpg.Pool
     keyring: Keyring
+    dsn: str
     sockets: dict[int, set[web.WebSocketResponse]] = field(
         default_factory=lambda: defaultdict(set))
     login_failures: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -108,22 +112,34 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
 
 async def login(request: web.Request) -> web.Response:
     desk = request.app[DESK]
+    # Only JSON: a cross-site form cannot send it without a CORS preflight (login CSRF).
+    if request.content_type != "application/json":
+        return _error(415, "请求必须是 JSON")
     body = await _json_body(request)
     name, password = body.get("login"), body.get("password")
     if not isinstance(name, str) or not isinstance(password, str) or len(name) > 64 \
             or len(password) > 256:
         return _error(400, "请输入用户名和密码")
     now = time.monotonic()
-    recent = [t for t in desk.login_failures[name] if now - t < 60]
-    desk.login_failures[name] = recent
-    if len(recent) >= LOGIN_FAILURES_PER_MINUTE:
+    for key in list(desk.login_failures):
+        desk.login_failures[key] = [t for t in desk.login_failures[key] if now - t < 60]
+        if not desk.login_failures[key]:
+            del desk.login_failures[key]
+    if len(desk.login_failures.get(name, ())) >= LOGIN_FAILURES_PER_MINUTE or \
+            sum(map(len, desk.login_failures.values())) >= LOGIN_FAILURES_ALL_PER_MINUTE:
         return _error(429, "登录失败次数过多，请一分钟后再试")
     async with desk.pool.acquire() as conn:
         agent = await agent_store.by_login(conn, name)
-        if agent is None or not agent_store.verify_password(agent["password_hash"], password):
-            recent.append(now)
-            log.info("desk login failed for %r", name)
-            return _error(401, "用户名或密码错误")
+    # argon2 is slow on purpose: keep it off the event loop, and hash for unknown names
+    # too, so the answer's timing does not tell which logins exist.
+    stored = agent["password_hash"] if agent is not None else None
+    ok = await asyncio.get_running_loop().run_in_executor(
+        None, agent_store.verify_password, stored, password)
+    if agent is None or not ok:
+        desk.login_failures[name].append(now)
+        log.info("desk login failed")
+        return _error(401, "用户名或密码错误")
+    async with desk.pool.acquire() as conn:
         token, session = await session_store.create(conn, agent["id"])
         if agent["state"] == "logged_out":
             agent = await agent_store.set_state(conn, agent["id"], "not_ready", "login")
@@ -144,6 +160,8 @@ async def logout(request: web.Request) -> web.Response:
         await session_store.end(conn, request.cookies[COOKIE])
         if agent and agent["state"] != "logged_out":
             await agent_store.set_state(conn, session.agent_id, "logged_out", "logout")
+    for ws in list(desk.sockets.get(session.agent_id, ())):
+        await ws.close()
     resp = web.json_response({"ok": True})
     resp.del_cookie(COOKIE, path="/")
     return resp
@@ -187,7 +205,8 @@ async def _case_for_agent(conn: asyncpg.Connection, desk: Desk, agent_id: int,
     """The case, decrypted, only if this agent is handling (or being offered) its call."""
     allowed = await conn.fetchval(
         """SELECT 1 FROM cases c LEFT JOIN calls k ON k.id = c.call_id
-           WHERE c.id = $1 AND (c.agent_id = $2 OR k.agent_id = $2)""",
+           WHERE c.id = $1 AND (c.agent_id = $2
+                                OR (k.state = 'offered' AND k.agent_id = $2))""",
         case_id, agent_id,
     )
     if not allowed:
@@ -348,12 +367,16 @@ async def handle_notice(desk: Desk, notice: dict[str, Any]) -> None:
         await _broadcast_snapshot(desk)
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+async def websocket(request: web.Request) -> web.StreamResponse:
     desk = request.app[DESK]
     session: session_store.Session = request["session"]
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc != request.host:
+        return _error(403, "不允许从其他网站连接")
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
     await ws.prepare(request)
     desk.sockets[session.agent_id].add(ws)
+    watcher = asyncio.create_task(_watch_session(desk, ws, request.cookies[COOKIE]))
     try:
         await _send(ws, await snapshot(desk))
         # A desk reloaded mid-call gets its call and case again.
@@ -372,37 +395,51 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             if incoming.type == WSMsgType.ERROR:
                 break  # the desk sends nothing we act on; pings are handled by aiohttp
     finally:
+        watcher.cancel()
         desk.sockets[session.agent_id].discard(ws)
     return ws
 
 
+async def _watch_session(desk: Desk, ws: web.WebSocketResponse, token: str) -> None:
+    """Close the socket once its session ends; an open desk keeps its session alive."""
+    while not ws.closed:
+        await asyncio.sleep(SESSION_CHECK_SECONDS)
+        async with desk.pool.acquire() as conn:
+            alive = await session_store.lookup(conn, token)
+        if alive is None:
+            await ws.close(code=4401, message=b"session ended")
+
+
 async def _listen(app: web.Application) -> Any:
     desk = app[DESK]
-    conn = await desk.pool.acquire()
     tasks: set[asyncio.Task[None]] = set()
 
-    def on_notice(_c: Any, _pid: int, _channel: str, payload: str) -> None:
-        notice = events.parse(payload)
-        if notice is None:
-            return
-        task = asyncio.create_task(handle_notice(desk, notice))
+    def spawn(coro: Any) -> None:
+        task = asyncio.create_task(coro)
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    await conn.add_listener(events.CHANNEL, on_notice)
+    def on_notice(notice: dict[str, Any]) -> None:
+        spawn(handle_notice(desk, notice))
+
+    def on_connect() -> None:
+        # Notices may have been missed while disconnected: send everyone a fresh snapshot.
+        spawn(_broadcast_snapshot(desk))
+
+    listener = asyncio.create_task(events.listen_forever(desk.dsn, on_notice, on_connect))
     yield
-    await conn.remove_listener(events.CHANNEL, on_notice)
-    await desk.pool.release(conn)
+    listener.cancel()
     for sockets in desk.sockets.values():
         for ws in list(sockets):
             await ws.close()
 
 
-def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring) -> web.Application:
+def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
+             dsn: str) -> web.Application:
     """The desk's aiohttp application."""
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=MAX_BODY)
-    app[DESK] = Desk(cfg, pool, keyring)
+    app[DESK] = Desk(cfg, pool, keyring, dsn)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", health)
     app.router.add_post("/api/login", login)

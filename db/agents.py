@@ -13,6 +13,8 @@ from db import events
 
 STATES = ("logged_out", "not_ready", "ready", "ringing", "on_call")
 _hasher = PasswordHasher()  # stateless; argon2id with the library's defaults
+# Checked against when a login is unknown, so that failing takes as long either way.
+_NO_USER_HASH = _hasher.hash("no such agent")
 
 
 def hash_password(password: str) -> str:
@@ -22,9 +24,10 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored: str | None, password: str) -> bool:
     """Whether the password matches the stored hash (False for no hash)."""
-    if not stored:
-        return False
     try:
+        if not stored:
+            _hasher.verify(_NO_USER_HASH, password + "\0")
+            return False
         return _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False

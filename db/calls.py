@@ -98,24 +98,30 @@ async def set_agent_channel(conn: asyncpg.Connection, call_id: uuid.UUID, channe
     await conn.execute("UPDATE calls SET agent_channel_id = $2 WHERE id = $1", call_id, channel_id)
 
 
-async def offer_failed(conn: asyncpg.Connection, offer: Offer, reason: str) -> None:
-    """The agent's phone was not answered: the call goes back to its place in the queue,
-    the agent is made not ready (as app_queue's autopause), so the call is not offered
-    to a phone nobody picks up."""
+async def offer_failed(conn: asyncpg.Connection, offer: Offer, reason: str,
+                       pause: bool = True) -> None:
+    """The offer did not turn into a conversation: the call goes back to its place in the
+    queue. With pause (a phone that rang unanswered), the agent is made not ready, as
+    app_queue's autopause does, so calls are not offered to a phone nobody picks up;
+    without (a fault on our side), the agent is ready again."""
     async with conn.transaction():
         row = await conn.fetchrow(
             """UPDATE calls SET state = 'waiting', agent_id = NULL, agent_channel_id = NULL
                WHERE id = $1 AND state = 'offered' RETURNING id""",
             offer.call_id,
         )
-        await conn.execute(
-            """UPDATE agents SET state = 'not_ready', reason = $2, state_since = now()
-               WHERE id = $1 AND state = 'ringing'""",
-            offer.agent_id, reason,
+        state, why = ("not_ready", reason) if pause else ("ready", None)
+        agent = await conn.fetchrow(
+            """UPDATE agents SET state = $2, reason = $3, state_since = now(),
+                 idle_since = CASE WHEN $2 = 'ready' THEN now() ELSE idle_since END
+               WHERE id = $1 AND state = 'ringing' RETURNING id""",
+            offer.agent_id, state, why,
         )
-        await agents.log_state(conn, offer.agent_id, "not_ready", reason)
-        await _log(conn, "RINGNOANSWER", offer.call_id, offer.queue, offer.agent_id, reason=reason)
+        if agent is not None:
+            await agents.log_state(conn, offer.agent_id, state, why)
         if row is not None:
+            await _log(conn, "RINGNOANSWER", offer.call_id, offer.queue, offer.agent_id,
+                       reason=reason)
             await events.notify(conn, events.QUEUE)
 
 
@@ -156,7 +162,10 @@ async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str) -> None
         if row is None:
             return
         await conn.execute(
-            "UPDATE calls SET state = 'ended', ended_at = now(), end_reason = $2 WHERE id = $1",
+            # An agent who was only rung keeps no hold on the call (nor on its case).
+            """UPDATE calls SET state = 'ended', ended_at = now(), end_reason = $2,
+                 agent_id = CASE WHEN state = 'offered' THEN NULL ELSE agent_id END
+               WHERE id = $1""",
             call_id, reason,
         )
         waited = None

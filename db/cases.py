@@ -62,8 +62,9 @@ async def create(
     async with conn.transaction():
         row = await conn.fetchrow(
             """INSERT INTO cases (case_no, call_id, dialled_number, service, caller_withheld)
-               VALUES (to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD')
-                       || lpad(nextval('case_no_seq')::text, 6, '0'), $1, $2, $3, $4)
+               SELECT to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDD')
+                       || lpad(n::text, greatest(6, length(n::text)), '0'), $1, $2, $3, $4
+               FROM nextval('case_no_seq') AS n
                RETURNING *""",
             call_id, dialled_number, service, not caller_number,
         )

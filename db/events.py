@@ -6,10 +6,15 @@ repaired by the next full read.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+
+log = logging.getLogger(__name__)
 
 CHANNEL = "hotline_events"
 
@@ -33,3 +38,49 @@ def parse(payload: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) and isinstance(data.get("kind"), str) else None
+
+
+async def listen_forever(
+    dsn: str,
+    handler: Callable[[dict[str, Any]], None],
+    on_connect: Callable[[], None] | None = None,
+) -> None:
+    """Deliver every notice to handler, on a dedicated connection that is re-made when lost.
+
+    on_connect runs after each (re)connect: notices sent while disconnected are lost, so
+    the caller re-reads whatever it keeps.
+    """
+    delay = 0.5
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=10)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as e:
+            log.warning("notice connection: database not reachable (%s); retrying", e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5)
+            continue
+        delay = 0.5
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+
+        def deliver(_c: Any, _pid: int, _channel: str, payload: str) -> None:
+            notice = parse(payload)
+            if notice is not None:
+                handler(notice)
+
+        try:
+            await conn.add_listener(CHANNEL, deliver)
+            if on_connect is not None:
+                on_connect()
+            while not lost.is_set():
+                try:
+                    await asyncio.wait_for(lost.wait(), 5)
+                except TimeoutError:
+                    # A half-dead connection does not always say so: probe it.
+                    await conn.fetchval("SELECT 1", timeout=5)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as e:
+            log.warning("notice connection lost (%s); reconnecting", e)
+        finally:
+            if not conn.is_closed():
+                conn.terminate()
+        await asyncio.sleep(delay)

@@ -177,8 +177,10 @@ displayconnects = no
 secret = {secrets.ami_secret}
 deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
-read = system,call,agent,user,config,command,reporting,originate
-write = system,call,agent,user,config,command,reporting,originate
+; Only what the hotline uses: events, and reloading configuration. No originate and
+; no command: Asterisk runs as root, so those would hand out a shell.
+read = system,call,agent,reporting
+write = system,config
 """
 
 

@@ -89,9 +89,12 @@ class AsteriskInstance:
         """Write rendered files atomically (each one replaced whole)."""
         etc = self.host(self.dirs.etc)
         etc.mkdir(parents=True, exist_ok=True)
+        etc.chmod(0o700)  # the files hold the ARI and AMI credentials
         for name, body in files.items():
             tmp = etc / f".{name}.tmp"
-            tmp.write_text(body, encoding="utf-8")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(body)
             os.replace(tmp, etc / name)
 
     def prepare(self, prompts: dict[str, Path]) -> None:

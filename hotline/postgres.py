@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,9 @@ def _owner_for(path: Path) -> None:
         shutil.chown(path, "postgres", "postgres")
 
 
-def local_dsn(port: int) -> str:
+def local_dsn(port: int, password: str) -> str:
     """The DSN of the project-local cluster on this port."""
-    return f"postgresql://hotline@127.0.0.1:{port}/hotline"
+    return f"postgresql://hotline:{quote(password, safe='')}@127.0.0.1:{port}/hotline"
 
 
 def is_running(datadir: Path) -> bool:
@@ -67,8 +68,12 @@ def is_running(datadir: Path) -> bool:
     return True
 
 
-def start(datadir: Path, port: int) -> str:
-    """Create (once) and start the cluster in datadir on 127.0.0.1:port; return its DSN."""
+def start(datadir: Path, port: int, password: str, durable: bool = True) -> str:
+    """Create (once) and start the cluster in datadir on 127.0.0.1:port; return its DSN.
+
+    The superuser 'hotline' logs in with a password over TCP (scram-sha-256); durable=False
+    (tests only) turns fsync off for speed.
+    """
     bindir = _bindir()
     prefix = _run_as()
     datadir = datadir.resolve()
@@ -76,11 +81,20 @@ def start(datadir: Path, port: int) -> str:
         datadir.mkdir(parents=True, exist_ok=True)
         _owner_for(datadir)
         log.info("creating a PostgreSQL cluster in %s", datadir)
-        r = subprocess.run(
-            prefix + [str(bindir / "initdb"), "-D", str(datadir), "-U", "hotline",
-                      "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
-            capture_output=True, text=True,
-        )
+        pwfile = datadir.parent / ".pwfile"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        _owner_for(pwfile)
+        try:
+            r = subprocess.run(
+                prefix + [str(bindir / "initdb"), "-D", str(datadir), "-U", "hotline",
+                          "--auth-host=scram-sha-256", "--auth-local=peer",
+                          f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8"],
+                capture_output=True, text=True,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
         if r.returncode != 0:
             raise PostgresError(f"initdb failed in {datadir}: {r.stderr.strip()[-500:]}")
     if not is_running(datadir):
@@ -88,7 +102,9 @@ def start(datadir: Path, port: int) -> str:
         logfile.touch()
         _owner_for(logfile)
         opts = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories='' "
-                "-c fsync=off -c synchronous_commit=off -c max_connections=200")
+                "-c max_connections=200")
+        if not durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         r = subprocess.run(
             prefix + [str(bindir / "pg_ctl"), "-D", str(datadir), "-l", str(logfile),
                       "-o", opts, "-w", "-t", "60", "start"],
@@ -97,24 +113,26 @@ def start(datadir: Path, port: int) -> str:
         if r.returncode != 0:
             tail = logfile.read_text(errors="replace")[-800:]
             raise PostgresError(f"PostgreSQL did not start on port {port}: {tail.strip()}")
-    _ensure_database(bindir, port)
-    return local_dsn(port)
+    _ensure_database(bindir, port, password)
+    return local_dsn(port, password)
 
 
-def _ensure_database(bindir: Path, port: int) -> None:
+def _ensure_database(bindir: Path, port: int, password: str) -> None:
     psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "hotline",
             "-d", "postgres", "-tAc"]
+    env = dict(os.environ, PGPASSWORD=password)
     deadline = time.monotonic() + 30
     while True:
         r = subprocess.run(psql + ["SELECT 1 FROM pg_database WHERE datname='hotline'"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=env)
         if r.returncode == 0:
             break
         if time.monotonic() > deadline:
             raise PostgresError(f"PostgreSQL on port {port} does not answer: {r.stderr.strip()}")
         time.sleep(0.3)
     if r.stdout.strip() != "1":
-        subprocess.run(psql + ["CREATE DATABASE hotline"], check=True, capture_output=True)
+        subprocess.run(psql + ["CREATE DATABASE hotline"], check=True, capture_output=True,
+                       env=env)
 
 
 def stop(datadir: Path) -> None:

@@ -63,7 +63,16 @@ class Runtime:
         """DATABASE_URL when set, else the project-local cluster."""
         from hotline.postgres import local_dsn
 
-        return os.environ.get("DATABASE_URL") or local_dsn(self.pg_port)
+        return os.environ.get("DATABASE_URL") or local_dsn(self.pg_port, self.pg_password())
+
+    @property
+    def pg_durable(self) -> bool:
+        """False only for throw-away test clusters (HOTLINE_PG_FAST=1): fsync off."""
+        return os.environ.get("HOTLINE_PG_FAST") != "1"
+
+    def pg_password(self) -> str:
+        """The local cluster's password (generated with the other secrets)."""
+        return self._secret_data()["pg_password"]
 
     def ensure_keys(self) -> bool:
         """Create the encryption key file (0600) on first use; True if it was created."""
@@ -71,17 +80,25 @@ class Runtime:
             return False
         return create_key_file(self.key_file)
 
-    def secrets(self) -> Secrets:
-        """The Asterisk ARI/AMI credentials, generated on first use (file mode 0600)."""
+    def _secret_data(self) -> dict[str, str]:
         path = self.secrets_file
-        if not path.exists():
+        data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        wanted = {"ari_user": "hotline", "ari_password": None, "ami_user": "hotline",
+                  "ami_secret": None, "pg_password": None}
+        missing = {k: v or secrets.token_urlsafe(18) for k, v in wanted.items() if k not in data}
+        if missing:
+            data.update(missing)
             path.parent.mkdir(parents=True, exist_ok=True)
-            data = {"ari_user": "hotline", "ari_password": secrets.token_urlsafe(18),
-                    "ami_user": "hotline", "ami_secret": secrets.token_urlsafe(18)}
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 json.dump(data, f)
-        data = json.loads(path.read_text())
+            os.replace(tmp, path)
+        return data
+
+    def secrets(self) -> Secrets:
+        """The Asterisk ARI/AMI credentials, generated on first use (file mode 0600)."""
+        data = self._secret_data()
         return Secrets(data["ari_user"], data["ari_password"], data["ami_user"],
                        data["ami_secret"])
 

@@ -22,7 +22,7 @@ from db import agents as agent_store
 from db import pool as db_pool
 from dialplan import config, prompts, render
 from hotline import postgres
-from hotline.asterisk import AsteriskInstance, locate
+from hotline.asterisk import AsteriskError, AsteriskInstance, locate
 from hotline.runtime import Runtime
 from ivr.ari import basic_auth
 
@@ -171,18 +171,13 @@ def run(rt: Runtime, quiet: bool = False) -> int:
         if rt.ensure_keys():
             log.info("created the encryption key file %s (mode 0600)", rt.key_file)
         if not os.environ.get("DATABASE_URL"):
-            postgres.start(rt.pg_dir, rt.pg_port)
+            postgres.start(rt.pg_dir, rt.pg_port, rt.pg_password(), durable=rt.pg_durable)
             started_pg = True
         asyncio.run(prepare_database(rt, cfg))
         asterisk = prepare_asterisk(rt, cfg)
         asterisk.start()
         asyncio.run(wait_for_ari(cfg, rt))
-        env = rt.service_env()
-        py = sys.executable
-        services = [
-            Service("ivr", [py, "-m", "ivr"], env, rt.log_dir / "ivr.log"),
-            Service("desk", [py, "-m", "agent_desk"], env, rt.log_dir / "desk.log"),
-        ]
+        services = _services(rt, rt.service_env())
         for s in services:
             s.start()
         asyncio.run(wait_for_desk(cfg))
@@ -197,7 +192,7 @@ def run(rt: Runtime, quiet: bool = False) -> int:
                 log.error("Asterisk exited (%s); starting it again", asterisk.proc.returncode)
                 asterisk.start()
         return 0
-    except (StartError, postgres.PostgresError, prompts.PromptError, OSError,
+    except (StartError, postgres.PostgresError, prompts.PromptError, AsteriskError, OSError,
             ConnectionError) as e:
         print(f"hotline could not start: {e}", file=sys.stderr)
         return 1
@@ -210,6 +205,26 @@ def run(rt: Runtime, quiet: bool = False) -> int:
         if started_pg:
             postgres.stop(rt.pg_dir)
         rt.pid_file.unlink(missing_ok=True)
+
+
+def _services(rt: Runtime, env: dict[str, str]) -> list[Service]:
+    py = sys.executable
+    return [
+        Service("ivr", [py, "-m", "ivr"], env, rt.log_dir / "ivr.log"),
+        Service("desk", [py, "-m", "agent_desk"], env, rt.log_dir / "desk.log"),
+    ]
+
+
+def stop_leftovers(rt: Runtime) -> None:
+    """Stop what a `hotline run` that died outright (kill -9, OOM) left running."""
+    for s in _services(rt, {}):
+        s.kill_stale()
+    try:
+        AsteriskInstance(locate(), rt.var).kill_stale()
+    except AsteriskError:
+        pass
+    if not os.environ.get("DATABASE_URL"):
+        postgres.stop(rt.pg_dir)
 
 
 def _banner(cfg: config.HotlineConfig, rt: Runtime) -> None:
@@ -231,15 +246,13 @@ Press Ctrl-C to stop everything.
 
 def stop(rt: Runtime, timeout: float = 30) -> int:
     """Stop a running `hotline run` of this install (through its pid file)."""
-    if not rt.pid_file.exists():
-        print("the hotline is not running")
-        return 0
     try:
         pid = int(rt.pid_file.read_text())
         os.kill(pid, signal.SIGTERM)
-    except (ValueError, ProcessLookupError):
+    except (OSError, ValueError):
         rt.pid_file.unlink(missing_ok=True)
-        print("the hotline is not running (removed a stale pid file)")
+        stop_leftovers(rt)
+        print("the hotline is not running")
         return 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

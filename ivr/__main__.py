@@ -39,7 +39,7 @@ async def main() -> int:
     url = f"http://{cfg.system.bind}:{cfg.system.ari_port}"
     async with Ari(url, os.environ.get("HOTLINE_ARI_USER", "hotline"),
                    os.environ["HOTLINE_ARI_PASSWORD"], ARI_APP) as ari:
-        control = CallControl(cfg, ari, pool, keyring)
+        control = CallControl(cfg, ari, pool, keyring, os.environ["DATABASE_URL"])
         task = asyncio.create_task(control.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

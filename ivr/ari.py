@@ -35,6 +35,11 @@ class NotFound(AriError):
     """The object is gone: channels can vanish at any moment, so this is normal."""
 
 
+# Asterisk answers a request on a channel that has just gone with 400 ("Channel not
+# found") or 422 ("Channel not in Stasis application") as well as with 404.
+_GONE_HINTS = ("not found", "not in stasis", "not in a stasis", "channel not")
+
+
 class Channel:
     """A channel, by id; every method may raise NotFound when the caller has gone."""
 
@@ -75,6 +80,12 @@ class Channel:
 
     async def ring(self) -> None:
         await self.ari.request("POST", f"/channels/{self.id}/ring")
+
+    async def continue_in_dialplan(self, context: str, extension: str = "s") -> None:
+        """Leave the application and go on in the dialplan at context,extension,1."""
+        await self.ari.request("POST", f"/channels/{self.id}/continue",
+                               params={"context": context, "extension": extension,
+                                       "priority": 1})
 
     async def get_var(self, name: str) -> str:
         r = await self.ari.request("GET", f"/channels/{self.id}/variable",
@@ -125,7 +136,7 @@ class Ari:
         self._session: aiohttp.ClientSession | None = None
         self._ws_url = (
             base_url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/")
-            + f"/ari/events?app={app}&api_key={user}:{password}&subscribeAll=false"
+            + f"/ari/events?app={app}&subscribeAll=false"
         )
 
     async def __aenter__(self) -> Ari:
@@ -152,10 +163,12 @@ class Ari:
         async with self.session.request(method, self.base + path, params=params,
                                         json=json_body) as r:
             text = await r.text()
-            if r.status == 404:
-                raise NotFound(404, _message(text))
+            message = _message(text)
+            if r.status == 404 or (r.status in (400, 422)
+                                   and any(h in message.lower() for h in _GONE_HINTS)):
+                raise NotFound(r.status, message)
             if r.status >= 400:
-                raise AriError(r.status, _message(text))
+                raise AriError(r.status, message)
             return json.loads(text) if text else None
 
     def channel(self, channel_id: str, json_: Event | None = None) -> Channel:
@@ -165,8 +178,13 @@ class Ari:
         return Bridge(self, bridge_id)
 
     async def create_bridge(self, bridge_id: str, kind: str, name: str = "") -> Bridge:
-        """Create (or find again) a bridge with a fixed id."""
-        await self.request("POST", f"/bridges/{bridge_id}", params={"type": kind, "name": name})
+        """Create a bridge with a fixed id, or find it again if it exists (409)."""
+        try:
+            await self.request("POST", f"/bridges/{bridge_id}",
+                               params={"type": kind, "name": name})
+        except AriError as e:
+            if e.status != 409:
+                raise
         return Bridge(self, bridge_id)
 
     async def originate(self, endpoint: str, *, app_args: str = "", timeout: int = 30,

@@ -19,7 +19,7 @@ from db import calls as call_store
 from db import cases as case_store
 from db.crypto import Keyring, normalise_phone
 from dialplan.config import HotlineConfig, Number
-from dialplan.render import PROMPT_DIR
+from dialplan.render import FALLBACK_CONTEXT, PROMPT_DIR
 from ivr.ari import AriError, Channel, NotFound
 from ivr.channels import ChannelGone, Inbox
 
@@ -60,6 +60,10 @@ class CallerFlow:
         self.enqueue = enqueue
         self.on_gone = on_gone
 
+    def default_service(self) -> str:
+        """The service of a call whose caller chose none (the first in the YAML)."""
+        return next(iter(self.cfg.services), "hotline")
+
     async def run(self, channel: Channel, inbox: Inbox, dialled: str) -> None:
         """The whole flow for one channel that entered Stasis as an inbound call."""
         number = self.cfg.number(dialled)
@@ -67,10 +71,16 @@ class CallerFlow:
             # The dialplan only sends configured numbers here; one removed from the YAML
             # since still gets an agent, through the default queue.
             log.warning("call to %s, which is not a configured number: default queue", dialled)
-            number = Number(number=dialled, name=dialled, greeting="", queue=self.cfg.default_queue,
-                            service=next(iter(self.cfg.services), "hotline"))
-        async with self.pool.acquire() as conn:
-            call_id = await call_store.create(conn, channel.id, dialled, number.queue)
+            number = Number(number=dialled, name=dialled, greeting="",
+                            queue=self.cfg.default_queue, service=self.default_service())
+        try:
+            async with self.pool.acquire() as conn:
+                call_id = await call_store.create(conn, channel.id, dialled, number.queue)
+        except Exception:
+            log.exception("a call on %s could not be recorded; sending it to the fallback",
+                          dialled)
+            await self._fallback(channel)
+            return
         log.info("call %s arrived on %s (channel %s)", call_id, dialled, channel.id)
         try:
             await channel.answer()
@@ -90,6 +100,18 @@ class CallerFlow:
         except (ChannelGone, NotFound):
             log.info("call %s: caller hung up in the IVR", call_id)
             await self.on_gone(call_id, "caller_hangup")
+        except Exception:
+            # Never leave the caller in silence: hand the call back to the dialplan's
+            # fallback, which answers with a message.
+            log.exception("call %s: the IVR failed; sending the caller to the fallback", call_id)
+            await self._fallback(channel)
+            await self.on_gone(call_id, "ivr_error")
+
+    async def _fallback(self, channel: Channel) -> None:
+        try:
+            await channel.continue_in_dialplan(FALLBACK_CONTEXT)
+        except AriError:
+            await channel.hangup()
 
     async def _play(self, channel: Channel, inbox: Inbox, prompt: str,
                     barge_in: bool = False) -> None:
@@ -118,7 +140,7 @@ class CallerFlow:
     async def _choose_service(self, channel: Channel, inbox: Inbox, number: Number) -> str:
         menu = number.menu
         if menu is None:
-            return number.service or next(iter(self.cfg.services))
+            return number.service or self.default_service()
         if not inbox.digits:
             await self._play(channel, inbox, menu.prompt, barge_in=True)
         loop = asyncio.get_running_loop()

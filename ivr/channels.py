@@ -57,6 +57,10 @@ class Inboxes:
             box = self._boxes[channel_id] = Inbox()
         return box
 
+    def has(self, channel_id: str) -> bool:
+        """Whether a flow of this process is following the channel."""
+        return channel_id in self._boxes
+
     def close(self, channel_id: str) -> None:
         self._boxes.pop(channel_id, None)
 

@@ -79,14 +79,18 @@ class QueueService:
     async def enqueue(self, arrival: Arrival) -> None:
         """A caller finished the IVR: hold them in the queue's bridge and record their place."""
         live = LiveCall(arrival.call_id, arrival.channel_id, arrival.queue)
-        self._track(live)
-        await self.ari.bridge(holding_bridge_id(arrival.queue)).add(arrival.channel_id,
-                                                                       role="participant")
+        self.track(live)
+        try:
+            await self.ari.bridge(holding_bridge_id(arrival.queue)).add(arrival.channel_id,
+                                                                           role="participant")
+        except NotFound:
+            await self.caller_gone(arrival.channel_id)
+            return
         async with self.pool.acquire() as conn:
             await call_store.enqueue(conn, arrival.call_id, arrival.service, arrival.case_id)
         self.kick()
 
-    def _track(self, live: LiveCall) -> None:
+    def track(self, live: LiveCall) -> None:
         self.by_call[live.call_id] = live
         self.by_caller[live.caller_channel] = live
 
@@ -110,19 +114,15 @@ class QueueService:
         await self._drop_bridge(live)
         self.kick()
 
-    async def agent_channel_gone(self, channel_id: str, answered: bool) -> None:
-        """The agent's leg ended: not answered (back to the queue) or hung up (call over)."""
-        live = self.by_agent_channel.pop(channel_id, None)
+    async def agent_channel_gone(self, channel_id: str) -> None:
+        """The agent's leg ended: before answering (back to the queue) or after (call over)."""
+        live = self.by_agent_channel.get(channel_id)
         if live is None or live.offer is None:
             return
         if live.bridge_id is None:
             log.info("call %s: agent %d did not answer; back to its place in the queue",
                      live.call_id, live.offer.agent_id)
-            async with self.pool.acquire() as conn:
-                await call_store.offer_failed(conn, live.offer, "no_answer")
-            live.offer = None
-            live.agent_channel = None
-            self.kick()
+            await self._release(live, "no_answer", pause=True)
             return
         self._forget(live)
         async with self.pool.acquire() as conn:
@@ -130,6 +130,18 @@ class QueueService:
         log.info("call %s: agent hung up", live.call_id)
         await self.ari.channel(live.caller_channel).hangup()
         await self._drop_bridge(live)
+        self.kick()
+
+    async def _release(self, live: LiveCall, reason: str, pause: bool) -> None:
+        """Undo an offer: the call goes back to its place, the agent leg is forgotten."""
+        offer = live.offer
+        if live.agent_channel:
+            self.by_agent_channel.pop(live.agent_channel, None)
+        live.offer = None
+        live.agent_channel = None
+        if offer is not None:
+            async with self.pool.acquire() as conn:
+                await call_store.offer_failed(conn, offer, reason, pause=pause)
         self.kick()
 
     async def _drop_bridge(self, live: LiveCall) -> None:
@@ -143,14 +155,18 @@ class QueueService:
         self._wake.set()
 
     async def run(self) -> None:
-        """Dispatch forever: every time something changes, match all that can be matched."""
+        """Dispatch forever: whenever something changes, and every few seconds regardless
+        (a missed notice must not leave a caller waiting beside a ready agent)."""
         while True:
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+            except TimeoutError:
+                pass
             self._wake.clear()
             try:
                 await self.dispatch_once()
-            except (OSError, asyncpg.PostgresError, AriError) as e:
-                log.error("dispatch failed (%s); retrying in 1 s", e)
+            except Exception:
+                log.exception("dispatch failed; retrying in 1 s")
                 await asyncio.sleep(1)
                 self.kick()
 
@@ -167,32 +183,35 @@ class QueueService:
         live = self.by_call.get(offer.call_id)
         if live is None:  # waiting from before a restart
             live = LiveCall(offer.call_id, offer.channel_id, offer.queue)
-            self._track(live)
+            self.track(live)
         live.offer = offer
-        phone = self.cfg.phones.get(offer.agent_phone)
         agent_channel = f"hotline-agent-{uuid.uuid4()}"
         live.agent_channel = agent_channel
         self.by_agent_channel[agent_channel] = live
-        async with self.pool.acquire() as conn:
-            await call_store.set_agent_channel(conn, offer.call_id, agent_channel)
-        if phone is None:
-            log.error("agent %d has phone %s, which is not in the YAML", offer.agent_id,
-                      offer.agent_phone)
-            await self.agent_channel_gone(agent_channel, answered=False)
-            return
-        endpoint, formats = phone_endpoint(phone)
-        queue_cfg = self.cfg.queues[offer.queue]
-        dialled = await self._dialled(offer.call_id)
-        log.info("call %s: ringing agent %d on %s", offer.call_id, offer.agent_id, endpoint)
         try:
+            phone = self.cfg.phones.get(offer.agent_phone)
+            if phone is None:
+                raise LookupError(f"phone {offer.agent_phone} is not in the YAML")
+            endpoint, formats = phone_endpoint(phone)
+            async with self.pool.acquire() as conn:
+                await call_store.set_agent_channel(conn, offer.call_id, agent_channel)
+            dialled = await self._dialled(offer.call_id)
+            log.info("call %s: ringing agent %d on %s", offer.call_id, offer.agent_id, endpoint)
             await self.ari.originate(
-                endpoint, app_args=f"agent,{offer.call_id}", timeout=queue_cfg.ring_timeout,
+                endpoint, app_args=f"agent,{offer.call_id}",
+                timeout=self.cfg.queues[offer.queue].ring_timeout,
                 caller_id=f'"{dialled}" <{dialled}>', formats=formats, channel_id=agent_channel,
             )
-        except AriError as e:
+        except Exception as e:
+            # Whatever failed, the reservation must not stay: the call goes back in line.
             log.error("call %s: agent %d's phone could not be dialled (%s)", offer.call_id,
                       offer.agent_id, e)
-            await self.agent_channel_gone(agent_channel, answered=False)
+            if self.by_agent_channel.get(agent_channel) is live:
+                await self._release(live, "dial_failed", pause=False)
+            return
+        if self.by_agent_channel.get(agent_channel) is not live:
+            # The caller hung up while the phone was being dialled.
+            await self.ari.channel(agent_channel).hangup()
 
     async def _dialled(self, call_id: uuid.UUID) -> str:
         async with self.pool.acquire() as conn:
@@ -208,21 +227,44 @@ class QueueService:
             return
         bridge_id = call_bridge_id(live.call_id)
         bridge = await self.ari.create_bridge(bridge_id, "mixing", name=f"call {live.call_id}")
-        live.bridge_id = bridge_id
+        holding = self.ari.bridge(holding_bridge_id(live.queue))
         try:
-            await self.ari.bridge(holding_bridge_id(live.queue)).remove(live.caller_channel)
-        except (NotFound, AriError):
-            pass  # not in it (e.g. already moved), or gone: checked just below
+            await holding.remove(live.caller_channel)
+        except AriError:
+            pass  # not in it, or gone: adding it below tells which
         try:
             await bridge.add(live.caller_channel)
+        except NotFound:
+            await bridge.destroy()
+            await self.caller_gone(live.caller_channel)  # also hangs the agent leg up
+            return
+        try:
             await bridge.add(channel_id)
         except NotFound:
-            await self.caller_gone(live.caller_channel)
+            # The agent dropped right after answering: the caller goes back in line.
+            log.info("call %s: agent leg gone right after answer; back to the queue",
+                     live.call_id)
+            await bridge.destroy()
+            await self.back_to_hold(live)
+            await self._release(live, "agent_dropped", pause=False)
             return
         async with self.pool.acquire() as conn:
             ok = await call_store.connect(conn, live.offer, bridge_id)
         if not ok:
+            await bridge.destroy()
             await self.caller_gone(live.caller_channel)
             return
+        live.bridge_id = bridge_id
         log.info("call %s: connected to agent %d in bridge %s", live.call_id,
                  live.offer.agent_id, bridge_id)
+
+    async def back_to_hold(self, live: LiveCall) -> None:
+        """Put a caller (back) in its queue's holding bridge."""
+        try:
+            await self.ari.bridge(holding_bridge_id(live.queue)).add(live.caller_channel,
+                                                                     role="participant")
+        except NotFound:
+            await self.caller_gone(live.caller_channel)
+        except AriError as e:
+            if e.status != 409:  # 409: it is in the bridge already
+                raise

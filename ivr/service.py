@@ -22,10 +22,10 @@ from db import events
 from db.crypto import Keyring
 from dialplan.config import HotlineConfig
 from dialplan.render import ARI_APP
-from ivr.ari import Ari, Event, NotFound
-from ivr.calls import Arrival, CallerFlow
+from ivr.ari import Ari, AriError, Event
+from ivr.calls import Arrival, CallerFlow, caller_number
 from ivr.channels import Inboxes
-from ivr.queue import LiveCall, QueueService, holding_bridge_id
+from ivr.queue import LiveCall, QueueService, call_bridge_id
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2.0
@@ -34,8 +34,10 @@ HEARTBEAT_SECONDS = 2.0
 class CallControl:
     """Everything the ivr process does, given its configuration and connections."""
 
-    def __init__(self, cfg: HotlineConfig, ari: Ari, pool: asyncpg.Pool, keyring: Keyring):
+    def __init__(self, cfg: HotlineConfig, ari: Ari, pool: asyncpg.Pool, keyring: Keyring,
+                 dsn: str):
         self.cfg = cfg
+        self.dsn = dsn
         self.ari = ari
         self.pool = pool
         self.inboxes = Inboxes()
@@ -82,7 +84,7 @@ class CallControl:
         if channel_id in self.queue.by_caller:
             await self.queue.caller_gone(channel_id)
         elif channel_id in self.queue.by_agent_channel:
-            await self.queue.agent_channel_gone(channel_id, answered=False)
+            await self.queue.agent_channel_gone(channel_id)
 
     async def _ended_in_ivr(self, call_id: uuid.UUID, reason: str) -> None:
         async with self.pool.acquire() as conn:
@@ -90,9 +92,8 @@ class CallControl:
 
     # -- database notices -----------------------------------------------------------------
 
-    def on_notice(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        notice = events.parse(payload)
-        if notice and notice["kind"] == events.AGENT:
+    def on_notice(self, notice: dict[str, Any]) -> None:
+        if notice["kind"] == events.AGENT:
             self.queue.kick()
 
     # -- recovery -------------------------------------------------------------------------
@@ -100,34 +101,23 @@ class CallControl:
     async def reconcile(self) -> None:
         """After (re)connecting to ARI, make the database agree with Asterisk's channels.
 
-        Events missed while disconnected are not replayed, so: calls whose channel is gone
-        are ended; waiting calls are put back in their holding bridge; offers whose agent
-        leg vanished go back to the queue; agents left ringing or on call with no call are
-        made ready again.
+        Events missed while disconnected are not replayed, so: calls whose caller is gone
+        are ended; waiting callers are put back in their holding bridge; offers whose
+        outcome was lost go back to the queue; conversations whose agent is gone are ended;
+        agents left ringing or on call with no call are made ready again.
         """
-        await self.queue.ensure_bridges()
+        try:
+            await self.queue.ensure_bridges()
+        except AriError as e:
+            log.error("reconcile: queue bridges not ready (%s)", e)
         channels = {c["id"]: c for c in await self.ari.channels()}
         async with self.pool.acquire() as conn:
             live = await call_store.live(conn)
         for row in live:
-            call_id, caller = row["id"], row["channel_id"]
-            known = self.queue.by_call.get(call_id)
-            if caller not in channels:
-                log.info("reconcile: call %s's caller is gone", call_id)
-                if known:
-                    await self.queue.caller_gone(caller)
-                else:
-                    async with self.pool.acquire() as conn:
-                        await call_store.end(conn, call_id, "caller_hangup")
-                    if row["agent_channel_id"] in channels:
-                        await self.ari.channel(row["agent_channel_id"]).hangup()
-                continue
-            if known is not None:
-                if known.agent_channel and known.agent_channel not in channels \
-                        and known.bridge_id is None:
-                    await self.queue.agent_channel_gone(known.agent_channel, answered=False)
-                continue
-            await self._adopt(row, channels)
+            try:
+                await self._reconcile_call(row, channels)
+            except Exception:
+                log.exception("reconcile: call %s could not be reconciled", row["id"])
         async with self.pool.acquire() as conn:
             stuck = await conn.fetch(
                 """SELECT a.id FROM agents a WHERE a.state IN ('ringing', 'on_call')
@@ -139,50 +129,77 @@ class CallControl:
                 await agent_store.set_state(conn, a["id"], "ready")
         self.queue.kick()
 
+    async def _reconcile_call(self, row: asyncpg.Record, channels: dict[str, Event]) -> None:
+        call_id, caller = row["id"], row["channel_id"]
+        if self.inboxes.has(caller):
+            return  # its IVR is running in this process: it will enqueue it
+        known = self.queue.by_call.get(call_id)
+        if caller not in channels:
+            log.info("reconcile: call %s's caller is gone", call_id)
+            if known:
+                await self.queue.caller_gone(caller)
+                return
+            async with self.pool.acquire() as conn:
+                await call_store.end(conn, call_id, "caller_hangup")
+            if row["agent_channel_id"] in channels:
+                await self.ari.channel(row["agent_channel_id"]).hangup()
+            if row["bridge_id"]:
+                await self.ari.bridge(row["bridge_id"]).destroy()
+            return
+        if known is not None:
+            if known.agent_channel and known.agent_channel not in channels:
+                await self.queue.agent_channel_gone(known.agent_channel)
+            return
+        await self._adopt(row, channels)
+
     async def _adopt(self, row: asyncpg.Record, channels: dict[str, Event]) -> None:
         """Take over a call this process did not know (it was started before a restart)."""
         live = LiveCall(row["id"], row["channel_id"], row["queue"])
+        agent_leg = row["agent_channel_id"]
         if row["state"] == "ivr":
             # Its IVR was cut short: serve the caller rather than ask again.
             log.info("reconcile: call %s was in the IVR; queueing it", row["id"])
             case_id = row["case_id"]
             if case_id is None:
+                channel = self.ari.channel(row["channel_id"], channels[row["channel_id"]])
                 async with self.pool.acquire() as conn:
                     case = await case_store.create(
                         conn, self.flow.keyring, call_id=row["id"],
                         dialled_number=row["dialled_number"],
-                        service=row["service"] or "hotline",
-                        caller_number=channels[row["channel_id"]]["caller"].get("number") or None,
+                        service=row["service"] or self.flow.default_service(),
+                        caller_number=caller_number(channel),
                     )
                 case_id = case["id"]
             await self.queue.enqueue(Arrival(row["id"], row["channel_id"], row["queue"],
-                                             row["service"] or "hotline", case_id))
+                                             row["service"] or self.flow.default_service(),
+                                             case_id))
             return
-        self.queue._track(live)
+        self.queue.track(live)
         if row["state"] == "waiting":
-            try:
-                await self.ari.bridge(holding_bridge_id(row["queue"])).add(row["channel_id"],
-                                                                             role="participant")
-            except NotFound:
-                pass
+            await self.queue.back_to_hold(live)
         elif row["state"] == "offered":
             # The offer's outcome was lost with the old process: hang the agent leg up and
-            # put the call back in its place.
-            if row["agent_channel_id"] in channels:
-                await self.ari.channel(row["agent_channel_id"]).hangup()
+            # put the caller back in its place.
+            if agent_leg in channels:
+                await self.ari.channel(agent_leg).hangup()
+            await self.ari.bridge(call_bridge_id(row["id"])).destroy()
+            await self.queue.back_to_hold(live)
             async with self.pool.acquire() as conn:
                 await call_store.offer_failed(
                     conn, call_store.Offer(row["id"], row["channel_id"], row["queue"],
-                                           row["agent_id"], ""), "restart")
+                                           row["agent_id"], ""), "restart", pause=False)
         elif row["state"] == "connected":
             live.bridge_id = row["bridge_id"]
-            live.agent_channel = row["agent_channel_id"]
+            live.agent_channel = agent_leg
             live.offer = call_store.Offer(row["id"], row["channel_id"], row["queue"],
                                           row["agent_id"], "")
-            if live.agent_channel in channels:
-                self.queue.by_agent_channel[live.agent_channel] = live
-            else:
-                await self.queue.agent_channel_gone(live.agent_channel or "", answered=True)
+            if agent_leg:
+                self.queue.by_agent_channel[agent_leg] = live
+            if agent_leg not in channels:
+                log.info("reconcile: call %s's agent is gone; ending it", row["id"])
+                await self.queue.agent_channel_gone(agent_leg or "")
+                if not agent_leg:
+                    await self.queue.caller_gone(row["channel_id"])
 
     # -- main loop ------------------------------------------------------------------------
 
@@ -204,13 +221,10 @@ class CallControl:
 
     async def run(self) -> None:
         """Run until cancelled."""
-        listener = await self.pool.acquire()
-        await listener.add_listener(events.CHANNEL, self.on_notice)
-        try:
-            await asyncio.gather(self.ari.run(), self.queue.run(), self.heartbeat())
-        finally:
-            await listener.remove_listener(events.CHANNEL, self.on_notice)
-            await self.pool.release(listener)
+        await asyncio.gather(
+            self.ari.run(), self.queue.run(), self.heartbeat(),
+            events.listen_forever(self.dsn, self.on_notice, on_connect=self.queue.kick),
+        )
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -27,6 +27,7 @@ import yaml
 
 from db.crypto import load_keyring
 from dialplan import render
+from hotline.postgres import local_dsn
 from ivr.ari import Ari
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +96,7 @@ class Stack:
 def stack() -> Iterator[Stack]:
     config = _test_config()
     env = dict(os.environ, HOTLINE_VAR=str(VAR), HOTLINE_CONFIG=str(config),
-               HOTLINE_PG_PORT=str(PG_PORT))
+               HOTLINE_PG_PORT=str(PG_PORT), HOTLINE_PG_FAST="1")
     env.pop("DATABASE_URL", None)
     env.pop("HOTLINE_KEYS", None)
     env.pop("HOTLINE_KEY_FILE", None)
@@ -104,17 +105,16 @@ def stack() -> Iterator[Stack]:
     log = (VAR / "run.log").open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "hotline.cli", "run"], env=env, cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT)
-    secrets = json.loads((VAR / "secrets.json").read_text()) if (VAR / "secrets.json").exists() \
-        else None
+    secrets = None
     s = None
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"hotline run exited {proc.returncode}; see {VAR / 'run.log'}")
-        secrets = secrets or (json.loads((VAR / "secrets.json").read_text())
-                              if (VAR / "secrets.json").exists() else None)
-        if secrets:
-            s = Stack(config, env, f"postgresql://hotline@127.0.0.1:{PG_PORT}/hotline",
+        secrets = (json.loads((VAR / "secrets.json").read_text())
+                   if (VAR / "secrets.json").exists() else None)
+        if secrets and "pg_password" in secrets:
+            s = Stack(config, env, local_dsn(PG_PORT, secrets["pg_password"]),
                       f"http://127.0.0.1:{PORTS['desk_port']}",
                       f"http://127.0.0.1:{PORTS['ari_port']}", secrets["ari_user"],
                       secrets["ari_password"], proc)

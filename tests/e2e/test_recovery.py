@@ -10,7 +10,7 @@ import time
 import asyncpg
 import pytest
 
-from tests.conftest import Stack, wait_until
+from tests.conftest import VAR, Stack, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
 
@@ -21,13 +21,21 @@ async def test_call_control_killed_callers_hear_fallback_and_waiting_calls_keep_
     stack.call("12345", "13811112222")
     await wait_until(db, "SELECT count(*) FROM calls WHERE state = 'waiting'")
     before = await db.fetchrow("SELECT * FROM calls WHERE state = 'waiting'")
+    stack.call("12345", "13811113333")
+    await wait_until(db, "SELECT count(*) = 2 FROM calls WHERE state = 'waiting'")
+    leaving = await db.fetchrow("SELECT * FROM calls WHERE state = 'waiting' AND id <> $1",
+                                before["id"])
     old_pid = await db.fetchval("SELECT pid FROM service_status WHERE name = 'ivr'")
+    log_size = (VAR / "log" / "ivr.log").stat().st_size
 
     # Freeze the supervisor so it cannot restart the service, then kill -9 the service.
     os.kill(stack.proc.pid, signal.SIGSTOP)
     try:
         os.kill(old_pid, signal.SIGKILL)
         await asyncio.sleep(1.5)
+        # A waiting caller gives up while nobody watches: no event will say so.
+        async with stack.ari() as ari:
+            await ari.channel(leaving["channel_id"]).hangup()
         # A caller arriving now is not left in silence: the dialplan's fallback answers.
         stack.call("63160000", "13833334444", "--hold", "20")
         deadline = time.monotonic() + 20
@@ -43,6 +51,9 @@ async def test_call_control_killed_callers_hear_fallback_and_waiting_calls_keep_
     # The supervisor starts the service again; it reconnects and reconciles.
     await wait_until(db, "SELECT pid <> $1 AND details->>'ari_connected' = 'true' "
                          "FROM service_status WHERE name = 'ivr'", old_pid, timeout=40)
+    await wait_until(db, "SELECT state = 'ended' FROM calls WHERE id = $1", leaving["id"])
+    assert await db.fetchval("SELECT end_reason FROM calls WHERE id = $1", leaving["id"]) \
+        == "caller_hangup"
     after = await db.fetchrow("SELECT * FROM calls WHERE id = $1", before["id"])
     assert after["state"] == "waiting"
     assert after["entered_queue_at"] == before["entered_queue_at"]
@@ -57,3 +68,6 @@ async def test_call_control_killed_callers_hear_fallback_and_waiting_calls_keep_
     async with stack.ari() as ari:
         bridge = {b["id"]: b for b in await ari.bridges()}[row["bridge_id"]]
     assert row["channel_id"] in bridge["channels"]
+    with (VAR / "log" / "ivr.log").open() as f:
+        f.seek(log_size)
+        assert "Traceback" not in f.read()

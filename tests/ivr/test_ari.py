@@ -72,7 +72,8 @@ class FakeAri:
         })
 
     async def events_ws(self, request: web.Request) -> web.WebSocketResponse:
-        self.ws_connects.append(dict(request.query))
+        self.ws_connects.append({**request.query,
+                                 "auth": request.headers.get("Authorization", "")})
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         for event in self.events:
@@ -229,8 +230,9 @@ async def test_events_dispatched_and_websocket_reconnects(fake: tuple[FakeAri, s
     assert typed[:2] == ["c1", "c1"]
     assert everything[:4] == ["StasisStart", "ChannelDtmfReceived"] * 2
     assert len(state.ws_connects) >= 2
-    assert state.ws_connects[0] == {"app": APP, "api_key": f"{USER}:{PASSWORD}",
-                                    "subscribeAll": "false"}
+    # Credentials go in the Authorization header, never in the URL (which gets logged).
+    assert state.ws_connects[0] == {"app": APP, "subscribeAll": "false",
+                                    "auth": basic_auth(USER, PASSWORD)}
 
 
 async def test_failing_handler_does_not_stop_later_events(fake: tuple[FakeAri, str]) -> None:
