@@ -142,7 +142,7 @@ async def login(request: web.Request) -> web.Response:
     async with desk.pool.acquire() as conn:
         token, session = await session_store.create(conn, agent["id"])
         if agent["state"] == "logged_out":
-            agent = await agent_store.set_state(conn, agent["id"], "not_ready", "login")
+            agent = await agent_store.set_state(conn, agent["id"], "paused", "login")
     log.info("agent %s logged in to the desk", agent["login"])
     resp = web.json_response({"agent": agent_store.as_dict(agent), "csrf": session.csrf})
     resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
@@ -151,15 +151,16 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    """Log out; during a call the logout is carried out when the call ends (202)."""
     desk = request.app[DESK]
     session: session_store.Session = request["session"]
     async with desk.pool.acquire() as conn:
-        agent = await agent_store.get(conn, session.agent_id)
-        if agent and agent["state"] in ("ringing", "on_call"):
-            return _error(409, "通话中不能退出，请先结束通话")
+        agent, pending = await agent_store.request_state(conn, session.agent_id, "logged_out",
+                                                         "logout")
+        if pending:
+            return web.json_response({"agent": agent_store.as_dict(agent), "pending": "logout"},
+                                     status=202)
         await session_store.end(conn, request.cookies[COOKIE])
-        if agent and agent["state"] != "logged_out":
-            await agent_store.set_state(conn, session.agent_id, "logged_out", "logout")
     for ws in list(desk.sockets.get(session.agent_id, ())):
         await ws.close()
     resp = web.json_response({"ok": True})
@@ -176,25 +177,90 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({"agent": agent_store.as_dict(agent), "csrf": session.csrf})
 
 
-async def set_state(request: web.Request) -> web.Response:
-    session: session_store.Session = request["session"]
-    body = await _json_body(request)
+def _wanted_state(desk: Desk, body: dict[str, Any],
+                  allowed: tuple[str, ...]) -> tuple[str, str | None] | web.Response:
     wanted = body.get("state")
-    if wanted not in ("ready", "not_ready"):
-        return _error(400, "状态只能是 ready 或 not_ready")
-    reason = body.get("reason") if wanted == "not_ready" else None
-    if reason is not None and (not isinstance(reason, str) or len(reason) > 32):
-        return _error(400, "原因无效")
-    async with request.app[DESK].pool.acquire() as conn:
-        async with conn.transaction():
-            agent = await conn.fetchrow("SELECT * FROM agents WHERE id = $1 FOR UPDATE",
-                                        session.agent_id)
-            if agent is None:
-                return _error(401, "请先登录")
-            if agent["state"] in ("ringing", "on_call"):
-                return _error(409, "通话中不能更改状态")
-            agent = await agent_store.set_state(conn, session.agent_id, wanted, reason or None)
+    if wanted == "not_ready":  # the name of 'paused' in the first desk
+        wanted = "paused"
+    if wanted not in allowed:
+        return _error(400, f"状态只能是 {' / '.join(allowed)}")
+    reason = body.get("reason")
+    if wanted == "paused":
+        reason = reason or next(iter(desk.cfg.pause_reasons))
+        if reason not in desk.cfg.pause_reasons and reason != "supervisor":
+            return _error(400, "暂停原因无效")
+    else:
+        reason = None
+    return wanted, reason
+
+
+async def set_state(request: web.Request) -> web.Response:
+    """Ready or paused (with a reason); during a call a pause waits for its end (202)."""
+    desk = request.app[DESK]
+    session: session_store.Session = request["session"]
+    parsed = _wanted_state(desk, await _json_body(request), ("ready", "paused"))
+    if isinstance(parsed, web.Response):
+        return parsed
+    async with desk.pool.acquire() as conn:
+        agent, pending = await agent_store.request_state(conn, session.agent_id, *parsed)
+    body: dict[str, Any] = {"agent": agent_store.as_dict(agent)}
+    if pending:
+        body["pending"] = agent["after_call"]
+    return web.json_response(body, status=202 if pending else 200)
+
+
+async def extend_wrap_up(request: web.Request) -> web.Response:
+    """More wrap-up time to finish the case (up to the queue's max_wrap_up)."""
+    desk = request.app[DESK]
+    session: session_store.Session = request["session"]
+    seconds = (await _json_body(request)).get("seconds", 30)
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= 600:
+        return _error(400, "延长时间应为 1 到 600 秒")
+    limit = max((q.max_wrap_up for q in desk.cfg.queues.values()), default=0)
+    async with desk.pool.acquire() as conn:
+        agent = await agent_store.extend_wrap_up(conn, session.agent_id, seconds, limit)
+    if agent is None:
+        return _error(409, "当前不在话后处理状态")
     return web.json_response({"agent": agent_store.as_dict(agent)})
+
+
+async def pause_reasons(request: web.Request) -> web.Response:
+    reasons = request.app[DESK].cfg.pause_reasons
+    return web.json_response({"reasons": [{"code": k, "name": v} for k, v in reasons.items()]})
+
+
+async def _supervisor(request: web.Request) -> session_store.Session | web.Response:
+    session: session_store.Session = request["session"]
+    async with request.app[DESK].pool.acquire() as conn:
+        role = await conn.fetchval("SELECT role FROM agents WHERE id = $1", session.agent_id)
+    if role != "supervisor":
+        return _error(403, "仅值班长可以操作")
+    return session
+
+
+async def supervise_agent(request: web.Request) -> web.Response:
+    """A duty supervisor pauses or logs out an agent (after their call, if on one)."""
+    desk = request.app[DESK]
+    who = await _supervisor(request)
+    if isinstance(who, web.Response):
+        return who
+    try:
+        agent_id = int(request.match_info["agent_id"])
+    except ValueError:
+        return _error(404, "没有这个坐席")
+    body = await _json_body(request)
+    parsed = _wanted_state(desk, {**body, "reason": body.get("reason") or "supervisor"},
+                           ("paused", "logged_out", "ready"))
+    if isinstance(parsed, web.Response):
+        return parsed
+    async with desk.pool.acquire() as conn:
+        if await agent_store.get(conn, agent_id) is None:
+            return _error(404, "没有这个坐席")
+        agent, pending = await agent_store.request_state(conn, agent_id, *parsed)
+    log.info("supervisor %d set agent %d to %s%s", who.agent_id, agent_id, parsed[0],
+             " after the call" if pending else "")
+    return web.json_response({"agent": agent_store.as_dict(agent), "pending": pending},
+                             status=202 if pending else 200)
 
 
 # -- cases -----------------------------------------------------------------------------
@@ -204,9 +270,9 @@ async def _case_for_agent(conn: asyncpg.Connection, desk: Desk, agent_id: int,
                           case_id: int) -> dict[str, Any] | None:
     """The case, decrypted, only if this agent is handling (or being offered) its call."""
     allowed = await conn.fetchval(
-        """SELECT 1 FROM cases c LEFT JOIN calls k ON k.id = c.call_id
-           WHERE c.id = $1 AND (c.agent_id = $2
-                                OR (k.state = 'offered' AND k.agent_id = $2))""",
+        """SELECT 1 FROM cases c WHERE c.id = $1 AND (c.agent_id = $2
+             OR EXISTS (SELECT 1 FROM call_offers o WHERE o.call_id = c.call_id
+                        AND o.agent_id = $2))""",
         case_id, agent_id,
     )
     if not allowed:
@@ -355,9 +421,11 @@ async def handle_notice(desk: Desk, notice: dict[str, Any]) -> None:
         msg = await _call_message(desk, kind, agent_id, notice["call_id"])
         if msg:
             await _to_agent(desk, agent_id, msg)
-    elif kind == events.CALL_ENDED and agent_id is not None:
-        await _to_agent(desk, agent_id, {"type": "call_ended", "call_id": notice["call_id"],
-                                         "reason": notice.get("reason")})
+    elif kind == events.CALL_ENDED:
+        ended = {"type": "call_ended", "call_id": notice["call_id"],
+                 "reason": notice.get("reason")}
+        for who in {agent_id, *notice.get("rung", [])} - {None}:
+            await _to_agent(desk, who, ended)
     elif kind == events.AGENT and agent_id is not None:
         async with desk.pool.acquire() as conn:
             agent = await agent_store.get(conn, agent_id)
@@ -382,8 +450,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         # A desk reloaded mid-call gets its call and case again.
         async with desk.pool.acquire() as conn:
             call = await conn.fetchrow(
-                """SELECT id, state FROM calls WHERE agent_id = $1
-                   AND state IN ('offered', 'connected') ORDER BY arrived_at DESC LIMIT 1""",
+                """SELECT id, state FROM calls c WHERE (c.agent_id = $1 AND c.state = 'connected')
+                   OR (c.state = 'offered' AND EXISTS (SELECT 1 FROM call_offers o
+                        WHERE o.call_id = c.id AND o.agent_id = $1))
+                   ORDER BY arrived_at DESC LIMIT 1""",
                 session.agent_id,
             )
         if call:
@@ -446,6 +516,9 @@ def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/me", me)
     app.router.add_post("/api/agent/state", set_state)
+    app.router.add_post("/api/agent/wrap_up", extend_wrap_up)
+    app.router.add_get("/api/pause_reasons", pause_reasons)
+    app.router.add_post("/api/supervisor/agents/{agent_id}/state", supervise_agent)
     app.router.add_get("/api/categories", categories)
     app.router.add_get("/api/cases/{case_id}", get_case)
     app.router.add_put("/api/cases/{case_id}", put_case)

@@ -16,16 +16,35 @@ import asyncpg
 
 from db import agents, events
 
+# How each strategy orders the ready agents of a queue ($1 = queue id).
+_AGENT_ORDER = {
+    "longest_idle": "a.idle_since, a.id",
+    "ring_all": "a.idle_since, a.id",
+    "fewest_calls": """(SELECT count(*) FROM queue_log l WHERE l.agent_id = a.id
+                         AND l.event = 'CONNECT' AND l.at >= date_trunc('day', now()))
+                       , a.idle_since, a.id""",
+    # Round robin with memory: the agents after the last one offered a call, then the rest.
+    "round_robin": """a.id <= COALESCE((SELECT last_agent_id FROM queue_round_robin
+                                        WHERE queue = $1), 0), a.id""",
+}
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One agent whose phone is rung for a call."""
+
+    agent_id: int
+    phone: str | None
+
 
 @dataclass(frozen=True)
 class Offer:
-    """A waiting call matched with a free agent, both now reserved."""
+    """A waiting call matched with free agents (one, or all with ring_all), all reserved."""
 
     call_id: uuid.UUID
     channel_id: str
     queue: str
-    agent_id: int
-    agent_phone: str
+    legs: tuple[Leg, ...]
 
 
 async def _log(conn: asyncpg.Connection, event: str, call_id: uuid.UUID | None,
@@ -34,6 +53,12 @@ async def _log(conn: asyncpg.Connection, event: str, call_id: uuid.UUID | None,
         "INSERT INTO queue_log (call_id, queue, agent_id, event, data) VALUES ($1,$2,$3,$4,$5)",
         call_id, queue, agent_id, event, json.dumps(data),
     )
+
+
+async def log_event(conn: asyncpg.Connection, event: str, call_id: uuid.UUID | None,
+                    queue: str | None, agent_id: int | None = None, **data: Any) -> None:
+    """Write one queue_log row (for events outside the transitions below)."""
+    await _log(conn, event, call_id, queue, agent_id, **data)
 
 
 async def create(conn: asyncpg.Connection, channel_id: str, dialled: str, queue: str) -> uuid.UUID:
@@ -46,115 +71,173 @@ async def create(conn: asyncpg.Connection, channel_id: str, dialled: str, queue:
     return call_id
 
 
-async def enqueue(conn: asyncpg.Connection, call_id: uuid.UUID, service: str, case_id: int) -> None:
+async def enqueue(conn: asyncpg.Connection, call_id: uuid.UUID, service: str, case_id: int,
+                  priority: int = 0) -> None:
     """Put a call in its queue (it keeps this place until served or gone)."""
     async with conn.transaction():
         row = await conn.fetchrow(
-            """UPDATE calls SET state = 'waiting', service = $2, case_id = $3,
+            """UPDATE calls SET state = 'waiting', service = $2, case_id = $3, priority = $4,
                  entered_queue_at = now() WHERE id = $1 AND state = 'ivr' RETURNING queue""",
-            call_id, service, case_id,
+            call_id, service, case_id, priority,
         )
         if row is None:
             return
         position = await conn.fetchval(
             "SELECT count(*) FROM calls WHERE queue = $1 AND state = 'waiting'", row["queue"]
         )
-        await _log(conn, "ENTERQUEUE", call_id, row["queue"], position=position, service=service)
+        await _log(conn, "ENTERQUEUE", call_id, row["queue"], position=position, service=service,
+                   priority=priority)
         await events.notify(conn, events.QUEUE)
 
 
-async def claim_next(conn: asyncpg.Connection, queue: str) -> Offer | None:
-    """Reserve the longest-waiting call and the longest-idle ready agent, or None."""
+def _call_order(priority_weight: int) -> str:
+    # Priority ages: one level counts as priority_weight seconds of waiting, so a caller
+    # of lower priority who has waited long enough goes before a newer urgent one.
+    return (f"c.priority * {int(priority_weight)} "
+            "+ extract(epoch FROM now() - c.entered_queue_at) DESC, c.entered_queue_at")
+
+
+async def claim_next(conn: asyncpg.Connection, queue: str, strategy: str = "longest_idle",
+                     priority_weight: int = 60) -> Offer | None:
+    """Reserve the next call of the queue and the agent(s) its strategy picks, or None."""
+    order = _AGENT_ORDER[strategy]
     async with conn.transaction():
         call = await conn.fetchrow(
-            """SELECT id, channel_id FROM calls WHERE queue = $1 AND state = 'waiting'
-               ORDER BY entered_queue_at, arrived_at LIMIT 1 FOR UPDATE SKIP LOCKED""",
+            f"""SELECT c.id, c.channel_id FROM calls c WHERE c.queue = $1 AND c.state = 'waiting'
+                ORDER BY {_call_order(priority_weight)} LIMIT 1 FOR UPDATE SKIP LOCKED""",
             queue,
         )
         if call is None:
             return None
-        agent = await conn.fetchrow(
-            """SELECT id, phone FROM agents WHERE state = 'ready' AND active
-               ORDER BY idle_since, id LIMIT 1 FOR UPDATE SKIP LOCKED"""
+        limit = "" if strategy == "ring_all" else "LIMIT 1"
+        picked = await conn.fetch(
+            f"""SELECT a.id, a.phone FROM agents a
+                WHERE a.state = 'ready' AND a.active AND a.role = 'agent'
+                  AND a.phone IS NOT NULL
+                  AND (cardinality(a.queues) = 0 OR $1 = ANY(a.queues))
+                ORDER BY {order} {limit} FOR UPDATE OF a SKIP LOCKED""",
+            queue,
         )
-        if agent is None:
+        if not picked:
             return None
-        await conn.execute(
-            "UPDATE calls SET state = 'offered', agent_id = $2 WHERE id = $1",
-            call["id"], agent["id"],
-        )
-        await conn.execute(
-            "UPDATE agents SET state = 'ringing', reason = NULL, state_since = now() WHERE id = $1",
-            agent["id"],
-        )
-        await agents.log_state(conn, agent["id"], "ringing", None)
-        await _log(conn, "RINGING", call["id"], queue, agent["id"])
-        await events.notify(conn, events.OFFER, agent_id=agent["id"], call_id=str(call["id"]))
+        await conn.execute("UPDATE calls SET state = 'offered' WHERE id = $1", call["id"])
+        for a in picked:
+            await conn.execute(
+                "INSERT INTO call_offers (call_id, agent_id) VALUES ($1, $2)", call["id"], a["id"]
+            )
+            await conn.execute(
+                """UPDATE agents SET state = 'ringing', reason = NULL, state_since = now()
+                   WHERE id = $1""",
+                a["id"],
+            )
+            await agents.log_state(conn, a["id"], "ringing", None)
+            await _log(conn, "RINGING", call["id"], queue, a["id"])
+            await events.notify(conn, events.OFFER, agent_id=a["id"], call_id=str(call["id"]))
+        if strategy == "round_robin":
+            await conn.execute(
+                """INSERT INTO queue_round_robin (queue, last_agent_id) VALUES ($1, $2)
+                   ON CONFLICT (queue) DO UPDATE SET last_agent_id = EXCLUDED.last_agent_id""",
+                queue, picked[0]["id"],
+            )
         await events.notify(conn, events.QUEUE)
-        return Offer(call["id"], call["channel_id"], queue, agent["id"], agent["phone"])
+        return Offer(call["id"], call["channel_id"], queue,
+                     tuple(Leg(a["id"], a["phone"]) for a in picked))
 
 
-async def set_agent_channel(conn: asyncpg.Connection, call_id: uuid.UUID, channel_id: str) -> None:
-    await conn.execute("UPDATE calls SET agent_channel_id = $2 WHERE id = $1", call_id, channel_id)
+async def set_leg_channel(conn: asyncpg.Connection, call_id: uuid.UUID, agent_id: int,
+                          channel_id: str) -> None:
+    await conn.execute(
+        "UPDATE call_offers SET channel_id = $3 WHERE call_id = $1 AND agent_id = $2",
+        call_id, agent_id, channel_id,
+    )
 
 
-async def offer_failed(conn: asyncpg.Connection, offer: Offer, reason: str,
-                       pause: bool = True) -> None:
-    """The offer did not turn into a conversation: the call goes back to its place in the
-    queue. With pause (a phone that rang unanswered), the agent is made not ready, as
-    app_queue's autopause does, so calls are not offered to a phone nobody picks up;
-    without (a fault on our side), the agent is ready again."""
+async def leg_failed(conn: asyncpg.Connection, call_id: uuid.UUID, queue: str, agent_id: int,
+                     reason: str, pause: bool) -> bool:
+    """One agent's phone was not answered (or could not be dialled).
+
+    With pause (a phone that rang unanswered and the queue's autopause), the agent is
+    paused with the reason, as app_queue's autopause does, so calls are not offered to a
+    phone nobody picks up; without, the agent is ready again. When no leg is left the
+    call goes back to its place in the queue; returns True then.
+    """
     async with conn.transaction():
-        row = await conn.fetchrow(
-            """UPDATE calls SET state = 'waiting', agent_id = NULL, agent_channel_id = NULL
-               WHERE id = $1 AND state = 'offered' RETURNING id""",
-            offer.call_id,
+        leg = await conn.fetchrow(
+            "DELETE FROM call_offers WHERE call_id = $1 AND agent_id = $2 RETURNING offered_at",
+            call_id, agent_id,
         )
-        state, why = ("not_ready", reason) if pause else ("ready", None)
+        if leg is None:
+            return False
+        state, why = ("paused", reason) if pause else ("ready", None)
         agent = await conn.fetchrow(
-            """UPDATE agents SET state = $2, reason = $3, state_since = now(),
-                 idle_since = CASE WHEN $2 = 'ready' THEN now() ELSE idle_since END
-               WHERE id = $1 AND state = 'ringing' RETURNING id""",
-            offer.agent_id, state, why,
+            """UPDATE agents SET state = $2, reason = $3, state_since = now(), after_call = NULL
+               WHERE id = $1 AND state = 'ringing' RETURNING after_call""",
+            agent_id, state, why,
         )
         if agent is not None:
-            await agents.log_state(conn, offer.agent_id, state, why)
-        if row is not None:
-            await _log(conn, "RINGNOANSWER", offer.call_id, offer.queue, offer.agent_id,
-                       reason=reason)
+            await agents.log_state(conn, agent_id, state, why)
+        ringtime = await conn.fetchval("SELECT extract(epoch FROM now() - $1::timestamptz)",
+                                       leg["offered_at"])
+        await _log(conn, "RINGNOANSWER", call_id, queue, agent_id, reason=reason,
+                   ringtime=round(float(ringtime), 3))
+        if pause and agent is not None:
+            await _log(conn, "PAUSE", None, None, agent_id, reason=reason)
+        if await conn.fetchval("SELECT count(*) FROM call_offers WHERE call_id = $1", call_id):
+            return False
+        back = await conn.fetchrow(
+            "UPDATE calls SET state = 'waiting' WHERE id = $1 AND state = 'offered' RETURNING id",
+            call_id,
+        )
+        if back is not None:
             await events.notify(conn, events.QUEUE)
+        return back is not None
 
 
-async def connect(conn: asyncpg.Connection, offer: Offer, bridge_id: str) -> bool:
-    """Caller and agent are bridged; False if the call ended in the meantime."""
+async def connect(conn: asyncpg.Connection, call_id: uuid.UUID, queue: str, agent_id: int,
+                  agent_channel: str, bridge_id: str) -> bool:
+    """Caller and agent are bridged; False if the call ended in the meantime. The other
+    agents rung for it (ring_all) are ready again."""
     async with conn.transaction():
         row = await conn.fetchrow(
-            """UPDATE calls SET state = 'connected', answered_at = now(), bridge_id = $2
+            """UPDATE calls SET state = 'connected', answered_at = now(), bridge_id = $2,
+                 agent_id = $3, agent_channel_id = $4
                WHERE id = $1 AND state = 'offered'
                RETURNING extract(epoch FROM now() - entered_queue_at) AS hold""",
-            offer.call_id, bridge_id,
+            call_id, bridge_id, agent_id, agent_channel,
         )
         if row is None:
             return False
+        legs = await conn.fetch("DELETE FROM call_offers WHERE call_id = $1 RETURNING *", call_id)
+        ringtime = 0.0
+        for leg in legs:
+            if leg["agent_id"] == agent_id:
+                ringtime = float(await conn.fetchval(
+                    "SELECT extract(epoch FROM now() - $1::timestamptz)", leg["offered_at"]))
+                continue
+            other = await conn.fetchrow(
+                """UPDATE agents SET state = 'ready', reason = NULL, state_since = now()
+                   WHERE id = $1 AND state = 'ringing' RETURNING id""", leg["agent_id"])
+            if other is not None:
+                await agents.log_state(conn, leg["agent_id"], "ready", "answered_elsewhere")
         await conn.execute(
             "UPDATE agents SET state = 'on_call', reason = NULL, state_since = now() WHERE id = $1",
-            offer.agent_id,
+            agent_id,
         )
-        await agents.log_state(conn, offer.agent_id, "on_call", None)
+        await agents.log_state(conn, agent_id, "on_call", None)
         await conn.execute(
             "UPDATE cases SET agent_id = $2 WHERE id = (SELECT case_id FROM calls WHERE id = $1)",
-            offer.call_id, offer.agent_id,
+            call_id, agent_id,
         )
-        await _log(conn, "CONNECT", offer.call_id, offer.queue, offer.agent_id,
-                   holdtime=round(float(row["hold"]), 3))
-        await events.notify(conn, events.CONNECTED, agent_id=offer.agent_id,
-                            call_id=str(offer.call_id))
+        await _log(conn, "CONNECT", call_id, queue, agent_id,
+                   holdtime=round(float(row["hold"]), 3), ringtime=round(ringtime, 3))
+        await events.notify(conn, events.CONNECTED, agent_id=agent_id, call_id=str(call_id))
         return True
 
 
-async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str) -> None:
+async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str,
+              wrap_up: int = 0) -> None:
     """The call is over (reason: caller_hangup, agent_hangup, ...): record how it ended and
-    free its agent."""
+    free its agents (the one who talked goes to wrap-up for wrap_up seconds)."""
     async with conn.transaction():
         row = await conn.fetchrow(
             "SELECT * FROM calls WHERE id = $1 AND state <> 'ended' FOR UPDATE", call_id
@@ -162,10 +245,7 @@ async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str) -> None
         if row is None:
             return
         await conn.execute(
-            # An agent who was only rung keeps no hold on the call (nor on its case).
-            """UPDATE calls SET state = 'ended', ended_at = now(), end_reason = $2,
-                 agent_id = CASE WHEN state = 'offered' THEN NULL ELSE agent_id END
-               WHERE id = $1""",
+            "UPDATE calls SET state = 'ended', ended_at = now(), end_reason = $2 WHERE id = $1",
             call_id, reason,
         )
         waited = None
@@ -173,34 +253,40 @@ async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str) -> None
             waited = await conn.fetchval(
                 "SELECT extract(epoch FROM now() - $1::timestamptz)", row["entered_queue_at"]
             )
+        rung = [r["agent_id"] for r in
+                await conn.fetch("DELETE FROM call_offers WHERE call_id = $1 RETURNING agent_id",
+                                 call_id)]
         if row["state"] in ("waiting", "offered"):
             position = await conn.fetchval(
                 """SELECT count(*) FROM calls WHERE queue = $1 AND state IN ('waiting', 'offered')
-                   AND entered_queue_at <= $2""",
+                   AND entered_queue_at < $2""",
                 row["queue"], row["entered_queue_at"],
             )
-            await _log(conn, "ABANDON", call_id, row["queue"], row["agent_id"],
-                       position=position + 1, waited=round(float(waited or 0), 3))
+            event = "EXITCALLBACK" if reason == "callback_requested" else (
+                "EXITWITHTIMEOUT" if reason.startswith("overflow") else "ABANDON")
+            await _log(conn, event, call_id, row["queue"], None,
+                       position=position + 1, waited=round(float(waited or 0), 3),
+                       reason=reason)
         elif row["state"] == "connected":
             talk = await conn.fetchval(
                 "SELECT extract(epoch FROM now() - $1::timestamptz)", row["answered_at"]
             )
+            hold = await conn.fetchval(
+                "SELECT extract(epoch FROM $1::timestamptz - $2::timestamptz)",
+                row["answered_at"], row["entered_queue_at"])
             event = "COMPLETEAGENT" if reason == "agent_hangup" else "COMPLETECALLER"
             await _log(conn, event, call_id, row["queue"], row["agent_id"],
-                       talktime=round(float(talk), 3))
+                       holdtime=round(float(hold or 0), 3), talktime=round(float(talk), 3))
         elif row["state"] == "ivr":
-            await _log(conn, "IVRHANGUP", call_id, row["queue"])
-        if row["agent_id"] is not None and row["state"] in ("offered", "connected"):
-            freed = await conn.fetchrow(
-                """UPDATE agents SET state = 'ready', reason = NULL, state_since = now(),
-                     idle_since = now()
-                   WHERE id = $1 AND state IN ('ringing', 'on_call') RETURNING id""",
-                row["agent_id"],
-            )
-            if freed is not None:
-                await agents.log_state(conn, row["agent_id"], "ready", None)
+            await _log(conn, "IVRHANGUP", call_id, row["queue"], reason=reason)
+        freed = list(rung)
+        if row["state"] == "connected" and row["agent_id"] is not None:
+            freed.append(row["agent_id"])
+        for agent_id in freed:
+            talked = agent_id == row["agent_id"] and row["state"] == "connected"
+            await agents.after_call(conn, agent_id, wrap_up if talked else 0)
         await events.notify(conn, events.CALL_ENDED, call_id=str(call_id),
-                            agent_id=row["agent_id"], reason=reason)
+                            agent_id=row["agent_id"], rung=rung, reason=reason)
         if row["state"] in ("waiting", "offered"):
             await events.notify(conn, events.QUEUE)
 
@@ -209,13 +295,18 @@ async def get(conn: asyncpg.Connection, call_id: uuid.UUID) -> asyncpg.Record | 
     return await conn.fetchrow("SELECT * FROM calls WHERE id = $1", call_id)
 
 
+async def offers(conn: asyncpg.Connection, call_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The agent legs ringing for a call."""
+    return await conn.fetch("SELECT * FROM call_offers WHERE call_id = $1", call_id)
+
+
 async def live(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Calls not ended yet, oldest first (for reconciling with Asterisk)."""
     return await conn.fetch("SELECT * FROM calls WHERE state <> 'ended' ORDER BY arrived_at")
 
 
 async def waiting(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Calls waiting in any queue, in the order they will be served."""
+    """Calls waiting in any queue, in arrival order."""
     return await conn.fetch(
         """SELECT c.*, extract(epoch FROM now() - c.entered_queue_at) AS waited
            FROM calls c WHERE c.state = 'waiting'
@@ -234,6 +325,7 @@ def call_dict(row: asyncpg.Record) -> dict[str, Any]:
         "service": row["service"],
         "queue": row["queue"],
         "state": row["state"],
+        "priority": row["priority"],
         "entered_at": iso(row["entered_queue_at"]),
         "answered_at": iso(row["answered_at"]),
     }

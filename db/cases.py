@@ -150,6 +150,20 @@ async def find_by_phone(conn: asyncpg.Connection, keyring: Keyring, number: str,
     )
 
 
+OPEN_STATUSES_EXCLUDED = ("closed", "archived", "invalid")
+
+
+async def has_open_case(conn: asyncpg.Connection, keyring: Keyring, number: str) -> bool:
+    """Whether a caller with this number has a case that is not closed yet."""
+    if not normalise_phone(number):
+        return False
+    return bool(await conn.fetchval(
+        """SELECT 1 FROM cases c JOIN case_personal p ON p.case_id = c.id
+           WHERE p.blind_index = $1 AND NOT (c.status = ANY($2)) LIMIT 1""",
+        keyring.blind_index(number), list(OPEN_STATUSES_EXCLUDED),
+    ))
+
+
 def mask_phone(number: str | None) -> str | None:
     """A phone number as lists show it: 138****8000."""
     if not number:

@@ -24,6 +24,7 @@ AGENT = "agent"  # an agent's state changed: agent_id
 OFFER = "offer"  # a call is offered to an agent: agent_id, call_id
 CONNECTED = "connected"  # caller and agent bridged: agent_id, call_id
 CALL_ENDED = "call_ended"  # call_id, agent_id (or None), reason
+CONFIG = "config"  # a configuration version was applied: version (re-read the YAML)
 
 
 async def notify(conn: asyncpg.Connection, kind: str, **data: Any) -> None:

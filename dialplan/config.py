@@ -29,12 +29,22 @@ class ConfigError(Exception):
         super().__init__("\n".join(f"{f}:{line}: {msg}" for f, line, msg in problems))
 
 
+STRATEGIES = ("longest_idle", "ring_all", "round_robin", "fewest_calls")
+DEFAULT_PAUSE_REASONS = {"break": "小休", "meal": "用餐", "training": "培训", "meeting": "会议"}
+
+
+@dataclass(frozen=True)
+class MenuOption:
+    service: str
+    priority: int = 0
+
+
 @dataclass(frozen=True)
 class Menu:
     prompt: str
     timeout: float
     default: str
-    options: dict[str, str]
+    options: dict[str, MenuOption]
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class Number:
     queue: str
     service: str | None = None
     menu: Menu | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,12 @@ class Queue:
     name: str
     music_on_hold: str = "default"
     ring_timeout: int = 20
+    strategy: str = "longest_idle"
+    wrap_up: int = 10  # seconds after each call before the agent is offered the next
+    max_wrap_up: int = 300  # an agent may extend wrap-up up to this in all
+    autopause: bool = True  # an agent whose phone rings unanswered is paused
+    priority_weight: int = 60  # one level of priority counts as this many seconds waited
+    returning_caller_priority: int = 1  # extra priority for a caller with an open case
 
 
 @dataclass(frozen=True)
@@ -68,8 +85,10 @@ class Phone:
 class Agent:
     login: str
     name: str
-    phone: str
+    phone: str | None
     initial_password: str | None = None
+    role: str = "agent"  # or "supervisor"
+    queues: tuple[str, ...] = ()  # empty: every queue
 
 
 @dataclass(frozen=True)
@@ -95,6 +114,7 @@ class HotlineConfig:
     agents: tuple[Agent, ...]
     system: System
     source: str = ""
+    pause_reasons: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PAUSE_REASONS))
 
     def number(self, dialled: str) -> Number | None:
         """The configured public number that was dialled, if any."""
@@ -219,7 +239,8 @@ def loads(text: str, filename: str = "<config>") -> HotlineConfig:
 
 
 def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
-    top = {"hotline", "numbers", "services", "queues", "prompts", "phones", "agents", "system"}
+    top = {"hotline", "numbers", "services", "queues", "prompts", "phones", "agents", "system",
+           "pause_reasons"}
     if not c.mapping(tree, "the file", top, {"numbers", "services", "queues", "prompts"}):
         return None
     t: dict[str, _Node] = tree.value
@@ -264,9 +285,22 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
             if not SERVICE_ID.match(qid):
                 c.err(line, f"queue id '{qid}' must be lower-case letters, digits or _")
             where = f"queue '{qid}'"
-            if not c.mapping(node, where, {"name", "music_on_hold", "ring_timeout"}, set()):
+            fields = {"name", "music_on_hold", "ring_timeout", "strategy", "wrap_up",
+                      "max_wrap_up", "autopause", "priority_weight", "returning_caller_priority"}
+            if not c.mapping(node, where, fields, set()):
                 continue
             q = node.value
+            strategy = c.text(q.get("strategy"), f"{where} strategy", "longest_idle")
+            if strategy not in STRATEGIES:
+                c.err(q["strategy"].line, f"{where} strategy '{strategy}' is not one of "
+                      f"{', '.join(STRATEGIES)}")
+            autopause = True
+            if "autopause" in q:
+                if not isinstance(q["autopause"].value, bool):
+                    c.err(q["autopause"].line, f"{where} autopause must be true or false")
+                else:
+                    autopause = q["autopause"].value
+            wrap_up = int(c.number(q.get("wrap_up"), f"{where} wrap_up", 10, 0, 600))
             queues[qid] = Queue(
                 id=qid,
                 name=c.text(q.get("name"), f"{where} name", qid),
@@ -274,6 +308,16 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
                 ring_timeout=int(
                     c.number(q.get("ring_timeout"), f"{where} ring_timeout", 20, 5, 300)
                 ),
+                strategy=strategy,
+                wrap_up=wrap_up,
+                max_wrap_up=max(wrap_up, int(c.number(q.get("max_wrap_up"),
+                                                      f"{where} max_wrap_up", 300, 0, 3600))),
+                autopause=autopause,
+                priority_weight=int(c.number(q.get("priority_weight"),
+                                             f"{where} priority_weight", 60, 1, 3600)),
+                returning_caller_priority=int(c.number(
+                    q.get("returning_caller_priority"), f"{where} returning_caller_priority",
+                    1, 0, 100)),
             )
     if "queues" in t and not queues:
         c.err(t["queues"].line, "at least one queue is needed")
@@ -303,7 +347,7 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
             c.err(t["numbers"].line, "'numbers' must be a list with at least one number")
         else:
             seen: set[str] = set()
-            allowed = {"number", "name", "greeting", "queue", "service", "menu"}
+            allowed = {"number", "name", "greeting", "queue", "service", "menu", "priority"}
             for node in t["numbers"].value:
                 if not c.mapping(node, "a number", allowed, {"number", "greeting"}):
                     continue
@@ -331,8 +375,22 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
                         queue=queue_ref(n.get("queue"), f"{where} queue"),
                         service=service,
                         menu=menu,
+                        priority=int(c.number(n.get("priority"), f"{where} priority", 0, 0, 100)),
                     )
                 )
+
+    pause_reasons = dict(DEFAULT_PAUSE_REASONS)
+    if "pause_reasons" in t and c.mapping(t["pause_reasons"], "'pause_reasons'",
+                                          set(t["pause_reasons"].keys), set()):
+        pause_reasons = {}
+        for rid, node, line in _items(t["pause_reasons"]):
+            if not SERVICE_ID.match(rid):
+                c.err(line, f"pause reason id '{rid}' must be lower-case letters, digits or _")
+            if rid in ("no_answer", "login", "supervisor"):
+                c.err(line, f"pause reason '{rid}' is kept for the system; choose another id")
+            pause_reasons[rid] = c.text(node, f"pause reason '{rid}'")
+        if not pause_reasons:
+            c.err(t["pause_reasons"].line, "at least one pause reason is needed")
 
     phones: dict[str, Phone] = {}
     if "phones" in t:
@@ -345,18 +403,31 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
         else:
             logins: set[str] = set()
             for node in t["agents"].value:
-                fields = {"login", "name", "phone", "initial_password"}
-                if not c.mapping(node, "an agent", fields, {"login", "name", "phone"}):
+                fields = {"login", "name", "phone", "initial_password", "role", "queues"}
+                if not c.mapping(node, "an agent", fields, {"login", "name"}):
                     continue
                 a = node.value
+                role = c.text(a.get("role"), "agent role", "agent")
+                if "role" in a and role not in ("agent", "supervisor"):
+                    c.err(a["role"].line,
+                          f"agent role must be 'agent' or 'supervisor', not '{role}'")
+                if "phone" not in a and role == "agent":
+                    c.err(node.line, "an agent is missing 'phone'")
+                agent_queues: list[str] = []
+                if "queues" in a:
+                    if not isinstance(a["queues"].value, list):
+                        c.err(a["queues"].line, "an agent's queues must be a list of queue ids")
+                    else:
+                        for qn in a["queues"].value:
+                            agent_queues.append(queue_ref(qn, "an agent's queues"))
                 login = c.text(a.get("login"), "agent login")
                 if "login" in a and not LOGIN.match(login):
                     c.err(a["login"].line, f"agent login '{login}' may use letters, digits, . _ -")
                 if login in logins:
                     c.err(a["login"].line, f"the agent login '{login}' is listed twice")
                 logins.add(login)
-                phone = c.text(a.get("phone"), f"agent {login} phone")
-                if "phone" in a and phone not in phones:
+                phone = c.text(a.get("phone"), f"agent {login} phone") if "phone" in a else None
+                if phone is not None and phone not in phones:
                     c.err(a["phone"].line,
                           f"agent {login} uses phone '{phone}', not under 'phones'")
                 pw = a.get("initial_password")
@@ -366,6 +437,8 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
                         name=c.text(a.get("name"), f"agent {login} name"),
                         phone=phone,
                         initial_password=c.text(pw, f"agent {login} password") if pw else None,
+                        role=role,
+                        queues=tuple(agent_queues),
                     )
                 )
 
@@ -384,6 +457,7 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
         agents=tuple(agents),
         system=system,
         source=c.file,
+        pause_reasons=pause_reasons,
     )
 
 
@@ -392,13 +466,24 @@ def _menu(c: _Checker, node: _Node, where: str, prompt_ref: Any, service_ref: An
                      {"prompt", "options", "default"}):
         return None
     m = node.value
-    options: dict[str, str] = {}
+    options: dict[str, MenuOption] = {}
     if "options" in m and c.mapping(m["options"], f"{where} menu options",
                                     set(m["options"].keys), set()):
         for key, child, line in _items(m["options"]):
             if key not in "0123456789*" or len(key) != 1:
                 c.err(line, f"menu key '{key}' must be one of 0-9 or *")
-            options[key] = service_ref(child, f"{where} menu key {key}")
+            if isinstance(child.value, dict):
+                # "9": {service: hotline, priority: 5} -- e.g. an emergency option
+                if not c.mapping(child, f"{where} menu key {key}", {"service", "priority"},
+                                 {"service"}):
+                    continue
+                options[key] = MenuOption(
+                    service_ref(child.value["service"], f"{where} menu key {key}"),
+                    int(c.number(child.value.get("priority"), f"{where} menu key {key} priority",
+                                 0, 0, 100)),
+                )
+            else:
+                options[key] = MenuOption(service_ref(child, f"{where} menu key {key}"))
     if "options" in m and not options:
         c.err(m["options"].line, f"{where} menu has no options")
     return Menu(

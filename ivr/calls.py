@@ -39,6 +39,7 @@ class Arrival:
     queue: str
     service: str
     case_id: int
+    priority: int = 0
 
 
 def caller_number(channel: Channel) -> str | None:
@@ -86,17 +87,22 @@ class CallerFlow:
             await channel.answer()
             if number.greeting:
                 await self._play(channel, inbox, number.greeting, barge_in=number.menu is not None)
-            service = await self._choose_service(channel, inbox, number)
+            service, priority = await self._choose_service(channel, inbox, number)
             caller = caller_number(channel)
             callback = None if caller else await self._ask_callback(channel, inbox)
             async with self.pool.acquire() as conn:
+                # A caller with a case still open is likely calling about it: a little ahead.
+                if await case_store.has_open_case(conn, self.keyring, caller or callback or ""):
+                    queue = self.cfg.queues.get(number.queue)
+                    priority += queue.returning_caller_priority if queue else 0
                 case = await case_store.create(
                     conn, self.keyring, call_id=call_id, dialled_number=dialled,
                     service=service, caller_number=caller, callback_number=callback,
                 )
             log.info("call %s: case %s opened, service %s%s", call_id, case["case_no"], service,
                      "" if caller else " (caller ID withheld)")
-            await self.enqueue(Arrival(call_id, channel.id, number.queue, service, case["id"]))
+            await self.enqueue(Arrival(call_id, channel.id, number.queue, service, case["id"],
+                                       priority))
         except (ChannelGone, NotFound):
             log.info("call %s: caller hung up in the IVR", call_id)
             await self.on_gone(call_id, "caller_hangup")
@@ -137,10 +143,12 @@ class CallerFlow:
                     pass
                 return
 
-    async def _choose_service(self, channel: Channel, inbox: Inbox, number: Number) -> str:
+    async def _choose_service(self, channel: Channel, inbox: Inbox,
+                              number: Number) -> tuple[str, int]:
+        """The service the caller wants and the priority it carries."""
         menu = number.menu
         if menu is None:
-            return number.service or self.default_service()
+            return number.service or self.default_service(), number.priority
         if not inbox.digits:
             await self._play(channel, inbox, menu.prompt, barge_in=True)
         loop = asyncio.get_running_loop()
@@ -150,13 +158,14 @@ class CallerFlow:
             if remaining <= 0:
                 log.info("menu on %s: no key within %.0f s, hotline matter", number.number,
                          menu.timeout)
-                return menu.default
+                return menu.default, number.priority
             await inbox.next(timeout=remaining)
         key = inbox.take_digits()[0]
         if key in menu.options:
-            return menu.options[key]
+            option = menu.options[key]
+            return option.service, number.priority + option.priority
         log.info("menu on %s: key %s is not an option, hotline matter", number.number, key)
-        return menu.default
+        return menu.default, number.priority
 
     async def _ask_callback(self, channel: Channel, inbox: Inbox) -> str | None:
         """Ask a caller whose number is withheld for a callback number (# ends it)."""

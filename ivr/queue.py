@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
+from db import agents as agent_store
 from db import calls as call_store
 from dialplan.config import HotlineConfig, Phone
 from dialplan.render import VIRTUAL_PHONE_CONTEXT
@@ -48,8 +49,9 @@ class LiveCall:
     call_id: uuid.UUID
     caller_channel: str
     queue: str
-    offer: call_store.Offer | None = None
-    agent_channel: str | None = None
+    legs: dict[str, int] = field(default_factory=dict)  # ringing agent leg -> agent id
+    agent_channel: str | None = None  # the leg that answered
+    agent_id: int | None = None
     bridge_id: str | None = None
 
 
@@ -74,6 +76,10 @@ class QueueService:
                                                   name=f"queue {q.id}")
             await bridge.start_moh(q.music_on_hold)
 
+    def wrap_up(self, live: LiveCall) -> int:
+        q = self.cfg.queues.get(live.queue)
+        return q.wrap_up if q else 0
+
     # -- arrivals and departures ---------------------------------------------------------
 
     async def enqueue(self, arrival: Arrival) -> None:
@@ -87,7 +93,8 @@ class QueueService:
             await self.caller_gone(arrival.channel_id)
             return
         async with self.pool.acquire() as conn:
-            await call_store.enqueue(conn, arrival.call_id, arrival.service, arrival.case_id)
+            await call_store.enqueue(conn, arrival.call_id, arrival.service, arrival.case_id,
+                                     arrival.priority)
         self.kick()
 
     def track(self, live: LiveCall) -> None:
@@ -97,51 +104,56 @@ class QueueService:
     def _forget(self, live: LiveCall) -> None:
         self.by_call.pop(live.call_id, None)
         self.by_caller.pop(live.caller_channel, None)
-        if live.agent_channel:
-            self.by_agent_channel.pop(live.agent_channel, None)
+        for leg in [*live.legs, live.agent_channel]:
+            if leg:
+                self.by_agent_channel.pop(leg, None)
 
-    async def caller_gone(self, channel_id: str) -> None:
-        """The caller hung up (in the queue, while ringing an agent, or talking)."""
+    async def caller_gone(self, channel_id: str, reason: str = "caller_hangup") -> None:
+        """The caller left (in the queue, while agents were rung, or talking)."""
         live = self.by_caller.get(channel_id)
         if live is None:
             return
         self._forget(live)
         async with self.pool.acquire() as conn:
-            await call_store.end(conn, live.call_id, "caller_hangup")
-        log.info("call %s: caller hung up", live.call_id)
-        if live.agent_channel:
-            await self.ari.channel(live.agent_channel).hangup()
+            await call_store.end(conn, live.call_id, reason, wrap_up=self.wrap_up(live))
+        log.info("call %s: caller left (%s)", live.call_id, reason)
+        for leg in [*live.legs, live.agent_channel]:
+            if leg:
+                await self.ari.channel(leg).hangup()
         await self._drop_bridge(live)
         self.kick()
 
     async def agent_channel_gone(self, channel_id: str) -> None:
-        """The agent's leg ended: before answering (back to the queue) or after (call over)."""
-        live = self.by_agent_channel.get(channel_id)
-        if live is None or live.offer is None:
+        """An agent leg ended: before answering (no answer) or after (the call is over)."""
+        live = self.by_agent_channel.pop(channel_id, None)
+        if live is None:
             return
-        if live.bridge_id is None:
-            log.info("call %s: agent %d did not answer; back to its place in the queue",
-                     live.call_id, live.offer.agent_id)
-            await self._release(live, "no_answer", pause=True)
-            return
-        self._forget(live)
-        async with self.pool.acquire() as conn:
-            await call_store.end(conn, live.call_id, "agent_hangup")
-        log.info("call %s: agent hung up", live.call_id)
-        await self.ari.channel(live.caller_channel).hangup()
-        await self._drop_bridge(live)
-        self.kick()
-
-    async def _release(self, live: LiveCall, reason: str, pause: bool) -> None:
-        """Undo an offer: the call goes back to its place, the agent leg is forgotten."""
-        offer = live.offer
-        if live.agent_channel:
-            self.by_agent_channel.pop(live.agent_channel, None)
-        live.offer = None
-        live.agent_channel = None
-        if offer is not None:
+        if channel_id == live.agent_channel and live.bridge_id:
+            self._forget(live)
             async with self.pool.acquire() as conn:
-                await call_store.offer_failed(conn, offer, reason, pause=pause)
+                await call_store.end(conn, live.call_id, "agent_hangup",
+                                     wrap_up=self.wrap_up(live))
+            log.info("call %s: agent hung up", live.call_id)
+            await self.ari.channel(live.caller_channel).hangup()
+            await self._drop_bridge(live)
+            self.kick()
+            return
+        agent_id = live.legs.pop(channel_id, None)
+        if agent_id is None:
+            return
+        q = self.cfg.queues.get(live.queue)
+        # With ring_all a silent phone among many is normal: pause only one rung alone.
+        pause = bool(q and q.autopause and q.strategy != "ring_all")
+        log.info("call %s: agent %d did not answer%s", live.call_id, agent_id,
+                 "; agent paused" if pause else "")
+        await self._leg_failed(live, agent_id, "no_answer", pause)
+
+    async def _leg_failed(self, live: LiveCall, agent_id: int, reason: str, pause: bool) -> None:
+        async with self.pool.acquire() as conn:
+            back = await call_store.leg_failed(conn, live.call_id, live.queue, agent_id, reason,
+                                               pause)
+        if back:
+            log.info("call %s: back to its place in the queue", live.call_id)
         self.kick()
 
     async def _drop_bridge(self, live: LiveCall) -> None:
@@ -155,15 +167,17 @@ class QueueService:
         self._wake.set()
 
     async def run(self) -> None:
-        """Dispatch forever: whenever something changes, and every few seconds regardless
-        (a missed notice must not leave a caller waiting beside a ready agent)."""
+        """Dispatch forever: whenever something changes, and every second regardless (a
+        missed notice must not leave a caller waiting beside a ready agent; wrap-ups end)."""
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=2.0)
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             except TimeoutError:
                 pass
             self._wake.clear()
             try:
+                async with self.pool.acquire() as conn:
+                    await agent_store.finish_wrap_ups(conn)
                 await self.dispatch_once()
             except Exception:
                 log.exception("dispatch failed; retrying in 1 s")
@@ -171,10 +185,11 @@ class QueueService:
                 self.kick()
 
     async def dispatch_once(self) -> None:
-        for queue in self.cfg.queues:
+        for q in self.cfg.queues.values():
             while True:
                 async with self.pool.acquire() as conn:
-                    offer = await call_store.claim_next(conn, queue)
+                    offer = await call_store.claim_next(conn, q.id, q.strategy,
+                                                        q.priority_weight)
                 if offer is None:
                     break
                 await self._ring(offer)
@@ -184,34 +199,43 @@ class QueueService:
         if live is None:  # waiting from before a restart
             live = LiveCall(offer.call_id, offer.channel_id, offer.queue)
             self.track(live)
-        live.offer = offer
-        agent_channel = f"hotline-agent-{uuid.uuid4()}"
-        live.agent_channel = agent_channel
-        self.by_agent_channel[agent_channel] = live
+        queue_cfg = self.cfg.queues[offer.queue]
         try:
-            phone = self.cfg.phones.get(offer.agent_phone)
-            if phone is None:
-                raise LookupError(f"phone {offer.agent_phone} is not in the YAML")
-            endpoint, formats = phone_endpoint(phone)
-            async with self.pool.acquire() as conn:
-                await call_store.set_agent_channel(conn, offer.call_id, agent_channel)
             dialled = await self._dialled(offer.call_id)
-            log.info("call %s: ringing agent %d on %s", offer.call_id, offer.agent_id, endpoint)
-            await self.ari.originate(
-                endpoint, app_args=f"agent,{offer.call_id}",
-                timeout=self.cfg.queues[offer.queue].ring_timeout,
-                caller_id=f'"{dialled}" <{dialled}>', formats=formats, channel_id=agent_channel,
-            )
         except Exception as e:
-            # Whatever failed, the reservation must not stay: the call goes back in line.
-            log.error("call %s: agent %d's phone could not be dialled (%s)", offer.call_id,
-                      offer.agent_id, e)
-            if self.by_agent_channel.get(agent_channel) is live:
-                await self._release(live, "dial_failed", pause=False)
-            return
-        if self.by_agent_channel.get(agent_channel) is not live:
-            # The caller hung up while the phone was being dialled.
-            await self.ari.channel(agent_channel).hangup()
+            log.error("call %s: could not be read back (%s)", offer.call_id, e)
+            dialled = ""
+        for leg in offer.legs:
+            agent_channel = f"hotline-agent-{uuid.uuid4()}"
+            live.legs[agent_channel] = leg.agent_id
+            self.by_agent_channel[agent_channel] = live
+            try:
+                phone = self.cfg.phones.get(leg.phone or "")
+                if phone is None:
+                    raise LookupError(f"phone {leg.phone} is not in the YAML")
+                endpoint, formats = phone_endpoint(phone)
+                async with self.pool.acquire() as conn:
+                    await call_store.set_leg_channel(conn, offer.call_id, leg.agent_id,
+                                                     agent_channel)
+                log.info("call %s: ringing agent %d on %s", offer.call_id, leg.agent_id,
+                         endpoint)
+                await self.ari.originate(
+                    endpoint, app_args=f"agent,{offer.call_id}",
+                    timeout=queue_cfg.ring_timeout, caller_id=f'"{dialled}" <{dialled}>',
+                    formats=formats, channel_id=agent_channel,
+                )
+            except Exception as e:
+                # Whatever failed, the reservation must not stay: the agent is freed and,
+                # with no leg left, the call goes back in line.
+                log.error("call %s: agent %d's phone could not be dialled (%s)",
+                          offer.call_id, leg.agent_id, e)
+                if self.by_agent_channel.pop(agent_channel, None) is live:
+                    live.legs.pop(agent_channel, None)
+                    await self._leg_failed(live, leg.agent_id, "dial_failed", pause=False)
+                continue
+            if self.by_agent_channel.get(agent_channel) is not live:
+                # The caller hung up (or another agent answered) while this was dialled.
+                await self.ari.channel(agent_channel).hangup()
 
     async def _dialled(self, call_id: uuid.UUID) -> str:
         async with self.pool.acquire() as conn:
@@ -219,12 +243,16 @@ class QueueService:
         return row["dialled_number"] if row else ""
 
     async def agent_answered(self, channel_id: str) -> None:
-        """The agent picked up: take the caller out of the queue and bridge the two."""
+        """An agent picked up: take the caller out of the queue and bridge the two."""
         live = self.by_agent_channel.get(channel_id)
-        if live is None or live.offer is None:
-            log.warning("an agent leg %s answered for no call; hanging it up", channel_id)
+        if live is None or channel_id not in live.legs or live.bridge_id:
+            # Too late: the caller left, or another agent (ring_all) answered first.
+            log.info("agent leg %s answered a call no longer offered; hanging it up",
+                     channel_id)
+            self.by_agent_channel.pop(channel_id, None)
             await self.ari.channel(channel_id).hangup()
             return
+        agent_id = live.legs[channel_id]
         bridge_id = call_bridge_id(live.call_id)
         bridge = await self.ari.create_bridge(bridge_id, "mixing", name=f"call {live.call_id}")
         holding = self.ari.bridge(holding_bridge_id(live.queue))
@@ -236,27 +264,34 @@ class QueueService:
             await bridge.add(live.caller_channel)
         except NotFound:
             await bridge.destroy()
-            await self.caller_gone(live.caller_channel)  # also hangs the agent leg up
+            await self.caller_gone(live.caller_channel)  # also hangs the agent legs up
             return
         try:
             await bridge.add(channel_id)
         except NotFound:
             # The agent dropped right after answering: the caller goes back in line.
-            log.info("call %s: agent leg gone right after answer; back to the queue",
-                     live.call_id)
+            log.info("call %s: agent leg gone right after answer", live.call_id)
             await bridge.destroy()
             await self.back_to_hold(live)
-            await self._release(live, "agent_dropped", pause=False)
+            self.by_agent_channel.pop(channel_id, None)
+            live.legs.pop(channel_id, None)
+            await self._leg_failed(live, agent_id, "agent_dropped", pause=False)
             return
         async with self.pool.acquire() as conn:
-            ok = await call_store.connect(conn, live.offer, bridge_id)
+            ok = await call_store.connect(conn, live.call_id, live.queue, agent_id, channel_id,
+                                          bridge_id)
         if not ok:
             await bridge.destroy()
             await self.caller_gone(live.caller_channel)
             return
-        live.bridge_id = bridge_id
-        log.info("call %s: connected to agent %d in bridge %s", live.call_id,
-                 live.offer.agent_id, bridge_id)
+        others = [leg for leg in live.legs if leg != channel_id]
+        live.legs = {}
+        live.agent_channel, live.agent_id, live.bridge_id = channel_id, agent_id, bridge_id
+        for leg in others:
+            self.by_agent_channel.pop(leg, None)
+            await self.ari.channel(leg).hangup()
+        log.info("call %s: connected to agent %d in bridge %s", live.call_id, agent_id,
+                 bridge_id)
 
     async def back_to_hold(self, live: LiveCall) -> None:
         """Put a caller (back) in its queue's holding bridge."""

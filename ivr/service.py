@@ -121,12 +121,14 @@ class CallControl:
         async with self.pool.acquire() as conn:
             stuck = await conn.fetch(
                 """SELECT a.id FROM agents a WHERE a.state IN ('ringing', 'on_call')
+                   AND NOT EXISTS (SELECT 1 FROM call_offers o WHERE o.agent_id = a.id)
                    AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.agent_id = a.id
-                                   AND c.state IN ('offered', 'connected'))"""
+                                   AND c.state = 'connected')"""
             )
             for a in stuck:
-                log.info("reconcile: agent %d had no call; ready again", a["id"])
-                await agent_store.set_state(conn, a["id"], "ready")
+                log.info("reconcile: agent %d had no call; freeing them", a["id"])
+                async with conn.transaction():
+                    await agent_store.after_call(conn, a["id"], 0)
         self.queue.kick()
 
     async def _reconcile_call(self, row: asyncpg.Record, channels: dict[str, Event]) -> None:
@@ -140,15 +142,18 @@ class CallControl:
                 await self.queue.caller_gone(caller)
                 return
             async with self.pool.acquire() as conn:
+                legs = [o["channel_id"] for o in await call_store.offers(conn, call_id)]
                 await call_store.end(conn, call_id, "caller_hangup")
-            if row["agent_channel_id"] in channels:
-                await self.ari.channel(row["agent_channel_id"]).hangup()
+            for leg in [*legs, row["agent_channel_id"]]:
+                if leg in channels:
+                    await self.ari.channel(leg).hangup()
             if row["bridge_id"]:
                 await self.ari.bridge(row["bridge_id"]).destroy()
             return
         if known is not None:
-            if known.agent_channel and known.agent_channel not in channels:
-                await self.queue.agent_channel_gone(known.agent_channel)
+            for leg in [*known.legs, known.agent_channel]:
+                if leg and leg not in channels:
+                    await self.queue.agent_channel_gone(leg)
             return
         await self._adopt(row, channels)
 
@@ -178,21 +183,23 @@ class CallControl:
         if row["state"] == "waiting":
             await self.queue.back_to_hold(live)
         elif row["state"] == "offered":
-            # The offer's outcome was lost with the old process: hang the agent leg up and
+            # The offer's outcome was lost with the old process: hang the agent legs up and
             # put the caller back in its place.
-            if agent_leg in channels:
-                await self.ari.channel(agent_leg).hangup()
+            async with self.pool.acquire() as conn:
+                legs = await call_store.offers(conn, row["id"])
+            for leg in legs:
+                if leg["channel_id"] in channels:
+                    await self.ari.channel(leg["channel_id"]).hangup()
             await self.ari.bridge(call_bridge_id(row["id"])).destroy()
             await self.queue.back_to_hold(live)
             async with self.pool.acquire() as conn:
-                await call_store.offer_failed(
-                    conn, call_store.Offer(row["id"], row["channel_id"], row["queue"],
-                                           row["agent_id"], ""), "restart", pause=False)
+                for leg in legs:
+                    await call_store.leg_failed(conn, row["id"], row["queue"], leg["agent_id"],
+                                                "restart", pause=False)
         elif row["state"] == "connected":
             live.bridge_id = row["bridge_id"]
             live.agent_channel = agent_leg
-            live.offer = call_store.Offer(row["id"], row["channel_id"], row["queue"],
-                                          row["agent_id"], "")
+            live.agent_id = row["agent_id"]
             if agent_leg:
                 self.queue.by_agent_channel[agent_leg] = live
             if agent_leg not in channels:

@@ -41,6 +41,9 @@ def _test_config() -> Path:
     data = yaml.safe_load((ROOT / "config" / "hotline.yaml").read_text(encoding="utf-8"))
     data["system"].update(PORTS)
     data["queues"]["duty"]["ring_timeout"] = 6
+    data["queues"]["duty"]["wrap_up"] = 3
+    data["agents"].append({"login": "lead1", "name": "陈主任", "role": "supervisor",
+                           "initial_password": "hotline"})
     data["phones"].append({"id": "8003", "type": "virtual", "answer_after": "never"})
     data["agents"].append({"login": "agent3", "name": "王芳", "phone": "8003",
                            "initial_password": "hotline"})

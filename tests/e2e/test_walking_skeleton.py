@@ -171,7 +171,7 @@ async def test_agent_phone_not_answered_goes_back_to_queue(
     call = await _waiting_call(db, "12345")
     await a3.set_state("ready")
     await a3.expect("offer", call__call_id=str(call["id"]))
-    pushed = await a3.expect("agent", timeout=20, agent__state="not_ready")
+    pushed = await a3.expect("agent", timeout=20, agent__state="paused")
     assert pushed["agent"]["reason"] == "no_answer"
     row = await db.fetchrow("SELECT * FROM calls WHERE id = $1", call["id"])
     assert row["state"] == "waiting"
@@ -202,7 +202,9 @@ async def test_agent_hangs_up_and_caller_is_released(
     assert row["end_reason"] == "agent_hangup"
     ended = await a1.expect("call_ended", call_id=str(call_id))
     assert ended["reason"] == "agent_hangup"
-    assert await db.fetchval("SELECT state FROM agents WHERE login = 'agent1'") == "ready"
+    # Wrap-up first (the test queue's is 3 s), then ready for the next call.
+    assert await db.fetchval("SELECT state FROM agents WHERE login = 'agent1'") == "wrap_up"
+    await wait_until(db, "SELECT state = 'ready' FROM agents WHERE login = 'agent1'")
     assert await db.fetchval("SELECT count(*) FROM queue_log WHERE call_id = $1 "
                              "AND event = 'COMPLETEAGENT'", call_id) == 1
 
