@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,9 +22,9 @@ import asyncpg
 from aiohttp import WSMsgType, web
 
 from db import agents as agent_store
+from db import announcement, events, stats, worklist
 from db import calls as call_store
 from db import cases as case_store
-from db import events
 from db import sessions as session_store
 from db.crypto import CryptoError, Keyring
 from dialplan.config import HotlineConfig
@@ -263,6 +263,101 @@ async def supervise_agent(request: web.Request) -> web.Response:
                              status=202 if pending else 200)
 
 
+# -- supervision: wallboard, worklist, the message to callers ----------------------------
+
+SHORT_ABANDON_SECONDS = 5
+SERVICE_LEVEL_SECONDS = 15  # GB/T 33358: a person answers within 15 s
+
+
+async def wallboard(request: web.Request) -> web.Response:
+    """Live queue and agents, and today's figures per interval, from the queue log."""
+    desk = request.app[DESK]
+    who = await _supervisor(request)
+    if isinstance(who, web.Response):
+        return who
+    try:
+        minutes = int(request.query.get("interval", "15"))
+    except ValueError:
+        minutes = 0
+    if minutes not in (15, 30, 60):
+        return _error(400, "统计间隔只能是 15、30 或 60 分钟")
+    async with desk.pool.acquire() as conn:
+        start = await stats.day_start(conn)
+        now = await conn.fetchval("SELECT now()")
+        live = await stats.live(conn)
+        today = await stats.figures(conn, start, now, None, SHORT_ABANDON_SECONDS,
+                                    SERVICE_LEVEL_SECONDS)
+        bins = await stats.intervals(conn, start, now, minutes, None, SHORT_ABANDON_SECONDS,
+                                     SERVICE_LEVEL_SECONDS)
+    return web.json_response({
+        "now": now.isoformat(),
+        "short_abandon_seconds": SHORT_ABANDON_SECONDS,
+        "service_level_seconds": SERVICE_LEVEL_SECONDS,
+        "queues": [{"queue": q.id, "name": q.name,
+                    **live["queues"].get(q.id, {"waiting": 0, "longest_wait": 0})}
+                   for q in desk.cfg.queues.values()],
+        "agents": live["agents"],
+        "today": asdict(today),
+        "intervals": bins,
+    })
+
+
+async def worklist_items(request: web.Request) -> web.Response:
+    """Callers owed a call back, masked (the agent who calls back opens the case)."""
+    desk = request.app[DESK]
+    async with desk.pool.acquire() as conn:
+        rows = await worklist.open_items(conn)
+        items = []
+        for r in rows:
+            masked = await _masked_caller(conn, desk, r["case_id"]) if r["case_id"] else None
+            items.append(worklist.item_dict(r, masked))
+    return web.json_response({"items": items})
+
+
+async def worklist_done(request: web.Request) -> web.Response:
+    desk = request.app[DESK]
+    session: session_store.Session = request["session"]
+    try:
+        call_id = uuid.UUID(request.match_info["call_id"])
+    except ValueError:
+        return _error(404, "没有这条回拨记录")
+    outcome = (await _json_body(request)).get("outcome")
+    if outcome not in worklist.OUTCOMES:
+        return _error(400, "回拨结果只能是 reached、no_answer 或 invalid")
+    async with desk.pool.acquire() as conn:
+        row = await worklist.record_attempt(conn, call_id, session.agent_id, outcome)
+    if row is None:
+        return _error(404, "没有这条待回拨记录，或已处理")
+    return web.json_response({"call_id": str(call_id), "status": row["status"],
+                              "attempts": row["attempts"]})
+
+
+async def get_announcement(request: web.Request) -> web.Response:
+    async with request.app[DESK].pool.acquire() as conn:
+        return web.json_response(await announcement.get(conn))
+
+
+async def set_announcement(request: web.Request) -> web.Response:
+    """The duty supervisor switches the emergency or after-hours message on or off."""
+    desk = request.app[DESK]
+    who = await _supervisor(request)
+    if isinstance(who, web.Response):
+        return who
+    body = await _json_body(request)
+    mode, text = body.get("mode"), body.get("text", "")
+    if mode not in announcement.MODES:
+        return _error(400, "模式只能是 off、emergency 或 after_hours")
+    if not isinstance(text, str) or len(text) > announcement.MAX_TEXT:
+        return _error(400, f"通知内容应为不超过 {announcement.MAX_TEXT} 字的文本")
+    if mode != "off" and not text.strip():
+        return _error(400, "请填写要播放的通知内容")
+    async with desk.pool.acquire() as conn:
+        await announcement.set_mode(conn, mode, text.strip(), who.agent_id)
+        current = await announcement.get(conn)
+    log.info("supervisor %d set the callers' message to %s", who.agent_id, mode)
+    return web.json_response(current)
+
+
 # -- cases -----------------------------------------------------------------------------
 
 
@@ -347,6 +442,7 @@ async def snapshot(desk: Desk) -> dict[str, Any]:
     async with desk.pool.acquire() as conn:
         waiting = await call_store.waiting(conn)
         agents = await agent_store.list_active(conn)
+        message = await announcement.get(conn)
         masked: dict[int, str | None] = {}
         for row in waiting:
             if row["case_id"] is not None:
@@ -354,6 +450,7 @@ async def snapshot(desk: Desk) -> dict[str, Any]:
     return {
         "type": "snapshot",
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "announcement": message,
         "queue": {
             "waiting": [
                 {**call_store.call_dict(r), "waited_seconds": round(float(r["waited"] or 0), 1),
@@ -431,7 +528,8 @@ async def handle_notice(desk: Desk, notice: dict[str, Any]) -> None:
             agent = await agent_store.get(conn, agent_id)
         if agent:
             await _to_agent(desk, agent_id, {"type": "agent", "agent": agent_store.as_dict(agent)})
-    if kind in (events.QUEUE, events.AGENT, events.OFFER, events.CONNECTED, events.CALL_ENDED):
+    if kind in (events.QUEUE, events.AGENT, events.OFFER, events.CONNECTED, events.CALL_ENDED,
+                events.ANNOUNCEMENT):
         await _broadcast_snapshot(desk)
 
 
@@ -519,6 +617,11 @@ def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
     app.router.add_post("/api/agent/wrap_up", extend_wrap_up)
     app.router.add_get("/api/pause_reasons", pause_reasons)
     app.router.add_post("/api/supervisor/agents/{agent_id}/state", supervise_agent)
+    app.router.add_get("/api/wallboard", wallboard)
+    app.router.add_get("/api/worklist", worklist_items)
+    app.router.add_post("/api/worklist/{call_id}/done", worklist_done)
+    app.router.add_get("/api/announcement", get_announcement)
+    app.router.add_post("/api/supervisor/announcement", set_announcement)
     app.router.add_get("/api/categories", categories)
     app.router.add_get("/api/cases/{case_id}", get_case)
     app.router.add_put("/api/cases/{case_id}", put_case)

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from db import agents, events
+from db import agents, events, worklist
 
 # How each strategy orders the ready agents of a queue ($1 = queue id).
 _AGENT_ORDER = {
@@ -267,6 +267,9 @@ async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str,
             await _log(conn, event, call_id, row["queue"], None,
                        position=position + 1, waited=round(float(waited or 0), 3),
                        reason=reason)
+            if event == "ABANDON":
+                # Missed calls are called back (national rules): on the worklist.
+                await worklist.add(conn, call_id, "abandoned")
         elif row["state"] == "connected":
             talk = await conn.fetchval(
                 "SELECT extract(epoch FROM now() - $1::timestamptz)", row["answered_at"]

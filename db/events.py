@@ -23,7 +23,8 @@ QUEUE = "queue"  # the waiting list changed
 AGENT = "agent"  # an agent's state changed: agent_id
 OFFER = "offer"  # a call is offered to an agent: agent_id, call_id
 CONNECTED = "connected"  # caller and agent bridged: agent_id, call_id
-CALL_ENDED = "call_ended"  # call_id, agent_id (or None), reason
+CALL_ENDED = "call_ended"  # call_id, agent_id (or None), rung agents, reason
+ANNOUNCEMENT = "announcement"  # the supervisor's message to callers changed: mode
 CONFIG = "config"  # a configuration version was applied: version (re-read the YAML)
 
 

@@ -31,9 +31,13 @@ from hotline.postgres import local_dsn
 from ivr.ari import Ari
 
 ROOT = Path(__file__).resolve().parents[1]
-VAR = ROOT / "var" / "test"
-PORTS = {"ari_port": 18088, "ami_port": 15038, "sip_port": 15060, "desk_port": 18080}
-PG_PORT = 55433
+# HOTLINE_TEST_SLOT=N runs a second, separate stack (own state folder and ports), so two
+# test runs on one machine do not stop each other's.
+_SLOT = int(os.environ.get("HOTLINE_TEST_SLOT", "0"))
+VAR = ROOT / "var" / ("test" if _SLOT == 0 else f"test{_SLOT}")
+PORTS = {"ari_port": 18088 + _SLOT * 100, "ami_port": 15038 + _SLOT * 100,
+         "sip_port": 15060 + _SLOT * 100, "desk_port": 18080 + _SLOT * 100}
+PG_PORT = 55433 + _SLOT
 
 
 def _test_config() -> Path:
@@ -44,6 +48,22 @@ def _test_config() -> Path:
     data["queues"]["duty"]["wrap_up"] = 3
     data["agents"].append({"login": "lead1", "name": "陈主任", "role": "supervisor",
                            "initial_password": "hotline"})
+    # One test number per strategy, each with its own queue and a short greeting.
+    data["prompts"]["t_hello"] = "您好"
+    for number, queue, extra in (
+        ("96001", "t_ring_all", {"strategy": "ring_all"}),
+        ("96002", "t_round_robin", {"strategy": "round_robin"}),
+        ("96003", "t_fewest", {"strategy": "fewest_calls"}),
+        ("96004", "t_priority", {"priority_weight": 2}),
+    ):
+        data["queues"][queue] = {"name": queue, "ring_timeout": 6, "wrap_up": 1, **extra}
+        data["numbers"].append({"number": number, "name": queue, "greeting": "t_hello",
+                                "queue": queue, "service": "hotline"})
+    data["numbers"][-1].pop("service")
+    data["numbers"][-1]["menu"] = {
+        "prompt": "t_hello", "timeout": 1, "default": "hotline",
+        "options": {"1": "hotline", "9": {"service": "hotline", "priority": 3}},
+    }
     data["phones"].append({"id": "8003", "type": "virtual", "answer_after": "never"})
     data["agents"].append({"login": "agent3", "name": "王芳", "phone": "8003",
                            "initial_password": "hotline"})
