@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import pytest
@@ -61,7 +61,7 @@ async def test_figures_of_a_scripted_hour(db: asyncpg.Connection) -> None:
     # date_bin from 10:00 local (02:00 UTC); starts are shown in UTC by PostgreSQL
     assert got == [("02:00", 3, 2, 1), ("02:15", 1, 0, 1), ("02:30", 1, 1, 0)]
     assert [b["start"] for b in await stats.intervals(db, T0, at(60), 60, QUEUE)] \
-        == [datetime(2026, 1, 5, 2, 0, tzinfo=timezone.utc).isoformat()]
+        == [datetime(2026, 1, 5, 2, 0, tzinfo=UTC).isoformat()]
 
 
 async def test_an_empty_period_has_no_rates(db: asyncpg.Connection) -> None:
