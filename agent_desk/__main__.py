@@ -30,7 +30,8 @@ async def build() -> web.Application | None:
     except (config.ConfigError, CryptoError, ConnectionError) as e:
         log.error("cannot start: %s", e)
         return None
-    app = make_app(cfg, pool, keyring, os.environ["DATABASE_URL"])
+    app = make_app(cfg, pool, keyring, os.environ["DATABASE_URL"],
+                   os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"))
 
     async def close_pool(_app: web.Application) -> None:
         await pool.close()

@@ -27,6 +27,7 @@ from db import calls as call_store
 from db import cases as case_store
 from db import sessions as session_store
 from db.crypto import CryptoError, Keyring
+from dialplan import config
 from dialplan.config import HotlineConfig
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Desk:
     pool: asyncpg.Pool
     keyring: Keyring
     dsn: str
+    config_path: str | None = None
     sockets: dict[int, set[web.WebSocketResponse]] = field(
         default_factory=lambda: defaultdict(set))
     login_failures: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -523,6 +525,11 @@ async def handle_notice(desk: Desk, notice: dict[str, Any]) -> None:
                  "reason": notice.get("reason")}
         for who in {agent_id, *notice.get("rung", [])} - {None}:
             await _to_agent(desk, who, ended)
+    elif kind == events.CONFIG and desk.config_path:
+        try:
+            desk.cfg = config.load(desk.config_path)  # queues, pause reasons
+        except config.ConfigError as e:
+            log.error("the applied configuration does not load here: %s", e)
     elif kind == events.AGENT and agent_id is not None:
         async with desk.pool.acquire() as conn:
             agent = await agent_store.get(conn, agent_id)
@@ -603,11 +610,11 @@ async def _listen(app: web.Application) -> Any:
 
 
 def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
-             dsn: str) -> web.Application:
+             dsn: str, config_path: str | None = None) -> web.Application:
     """The desk's aiohttp application."""
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=MAX_BODY)
-    app[DESK] = Desk(cfg, pool, keyring, dsn)
+    app[DESK] = Desk(cfg, pool, keyring, dsn, config_path=config_path)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", health)
     app.router.add_post("/api/login", login)

@@ -262,7 +262,7 @@ async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str,
                    AND entered_queue_at < $2""",
                 row["queue"], row["entered_queue_at"],
             )
-            event = "EXITCALLBACK" if reason == "callback_requested" else (
+            event = "CALLBACKFAIL" if reason == "callback_no_answer" else (
                 "EXITWITHTIMEOUT" if reason.startswith("overflow") else "ABANDON")
             await _log(conn, event, call_id, row["queue"], None,
                        position=position + 1, waited=round(float(waited or 0), 3),
@@ -270,6 +270,8 @@ async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str,
             if event == "ABANDON":
                 # Missed calls are called back (national rules): on the worklist.
                 await worklist.add(conn, call_id, "abandoned")
+            elif event == "CALLBACKFAIL":
+                await worklist.add(conn, call_id, "callback")
         elif row["state"] == "connected":
             talk = await conn.fetchval(
                 "SELECT extract(epoch FROM now() - $1::timestamptz)", row["answered_at"]
@@ -292,6 +294,63 @@ async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str,
                             agent_id=row["agent_id"], rung=rung, reason=reason)
         if row["state"] in ("waiting", "offered"):
             await events.notify(conn, events.QUEUE)
+
+
+async def request_callback(conn: asyncpg.Connection, call_id: uuid.UUID) -> bool:
+    """The waiting caller hangs up to be called back: the call keeps its place in line."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            """UPDATE calls SET callback_at = now() WHERE id = $1 AND state = 'waiting'
+               RETURNING queue, extract(epoch FROM now() - entered_queue_at) AS waited""",
+            call_id,
+        )
+        if row is None:
+            return False
+        await _log(conn, "CALLBACKREQ", call_id, row["queue"],
+                   waited=round(float(row["waited"]), 3))
+        await events.notify(conn, events.QUEUE)
+        return True
+
+
+async def set_callback_channel(conn: asyncpg.Connection, call_id: uuid.UUID,
+                               channel_id: str) -> None:
+    await conn.execute("UPDATE calls SET callback_channel_id = $2 WHERE id = $1",
+                       call_id, channel_id)
+
+
+async def position(conn: asyncpg.Connection, call_id: uuid.UUID,
+                   priority_weight: int = 60) -> int | None:
+    """The caller's place in line (1 = next), by the same order dispatch uses."""
+    value = await conn.fetchval(
+        f"""WITH me AS (SELECT queue, priority, entered_queue_at FROM calls
+                        WHERE id = $1 AND state = 'waiting')
+            SELECT 1 + count(c.id) FILTER (WHERE c.id <> $1) FROM me
+            LEFT JOIN calls c ON c.queue = me.queue AND c.state = 'waiting'
+              AND c.priority * {int(priority_weight)} - extract(epoch FROM c.entered_queue_at)
+                > me.priority * {int(priority_weight)} - extract(epoch FROM me.entered_queue_at)
+            GROUP BY me.queue""",
+        call_id,
+    )
+    return int(value) if value is not None else None
+
+
+async def expected_wait(conn: asyncpg.Connection, queue: str, place: int,
+                        default_handle: float = 180) -> float:
+    """Seconds a caller at this place may still wait: their place times the recent mean
+    handle time (talk + wrap-up), shared among the agents serving the queue."""
+    handle = await conn.fetchval(
+        """SELECT avg((data->>'talktime')::float) FROM (
+             SELECT data FROM queue_log WHERE queue = $1
+             AND event IN ('COMPLETECALLER', 'COMPLETEAGENT') ORDER BY at DESC LIMIT 50) t""",
+        queue,
+    )
+    staffed = await conn.fetchval(
+        """SELECT count(*) FROM agents WHERE active AND role = 'agent'
+           AND state IN ('ready', 'ringing', 'on_call', 'wrap_up')
+           AND (cardinality(queues) = 0 OR $1 = ANY(queues))""",
+        queue,
+    )
+    return place * float(handle or default_handle) / max(1, int(staffed))
 
 
 async def get(conn: asyncpg.Connection, call_id: uuid.UUID) -> asyncpg.Record | None:

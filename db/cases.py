@@ -14,6 +14,8 @@ import asyncpg
 
 from db.crypto import Keyring, normalise_phone
 
+__all__ = ["normalise_phone"]
+
 PERSONAL_FIELDS = ("caller_number", "callback_number", "name", "address", "work_unit")
 PHONE_FIELDS = ("caller_number", "callback_number")
 EDITABLE = ("category", "content")

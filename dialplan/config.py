@@ -31,6 +31,19 @@ class ConfigError(Exception):
 
 STRATEGIES = ("longest_idle", "ring_all", "round_robin", "fewest_calls")
 DEFAULT_PAUSE_REASONS = {"break": "小休", "meal": "用餐", "training": "培训", "meeting": "会议"}
+DEFAULT_PROMPTS = {
+    "position_before": "您前面还有",
+    "position_after": "位来电在等候。",
+    "wait_before": "预计等待时间约",
+    "wait_after": "分钟。",
+    "voice_message": "坐席全忙。请在提示音后留言，说明您反映的事项和联系方式，按井号键结束。",
+    "voice_message_thanks": "您的留言已记录，我们会尽快与您联系，谢谢。",
+    "callback_confirm": "轮到您时我们将回拨这个号码：",
+    "callback_keys": "确认请按1，继续等候请按2。",
+    "callback_ok": "已为您保留排队位置，请挂机等候回电。",
+    "callback_no_number": "对不起，没有您的号码，无法回拨，请继续等候。",
+    "callback_agent": "正在为您回拨市民，请稍候。",
+}
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,13 @@ class Queue:
     autopause: bool = True  # an agent whose phone rings unanswered is paused
     priority_weight: int = 60  # one level of priority counts as this many seconds waited
     returning_caller_priority: int = 1  # extra priority for a caller with an open case
+    announce_every: int = 30  # seconds between announcements to a waiting caller (0: none)
+    announce_position: bool = True
+    announce_wait: bool = True
+    periodic_prompt: str | None = None  # played between the announcements
+    max_wait: int = 0  # seconds in the queue before the overflow (0: never)
+    overflow: str = "voice_message"  # or "none"
+    callback_key: str = ""  # a key a waiting caller presses to be called back ("": off)
 
 
 @dataclass(frozen=True)
@@ -94,6 +114,9 @@ class Agent:
 @dataclass(frozen=True)
 class System:
     bind: str = "127.0.0.1"
+    # How to call a citizen back ({number} is replaced); a trunk in production, e.g.
+    # PJSIP/{number}@trunk. The default reaches the test callee context of `hotline call`.
+    callback_dial: str = "Local/{number}@hotline-callee/n"
     ari_port: int = 8088
     ami_port: int = 5038
     sip_port: int = 5060
@@ -269,6 +292,9 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
             prompts[pid] = c.text(node, f"prompt '{pid}'")
             if not prompts[pid].strip():
                 c.err(node.line, f"prompt '{pid}' has no text")
+    # Prompts of features the YAML may leave at their default wording.
+    for pid, text in DEFAULT_PROMPTS.items():
+        prompts.setdefault(pid, text)
     for needed in ("ask_callback", "please_hold", "service_unavailable"):
         if "prompts" in t and needed not in prompts:
             c.err(t["prompts"].line, f"prompts is missing '{needed}', which every call may need")
@@ -286,7 +312,9 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
                 c.err(line, f"queue id '{qid}' must be lower-case letters, digits or _")
             where = f"queue '{qid}'"
             fields = {"name", "music_on_hold", "ring_timeout", "strategy", "wrap_up",
-                      "max_wrap_up", "autopause", "priority_weight", "returning_caller_priority"}
+                      "max_wrap_up", "autopause", "priority_weight", "returning_caller_priority",
+                      "announce_every", "announce_position", "announce_wait",
+                      "periodic_prompt", "max_wait", "overflow", "callback_key"}
             if not c.mapping(node, where, fields, set()):
                 continue
             q = node.value
@@ -294,12 +322,23 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
             if strategy not in STRATEGIES:
                 c.err(q["strategy"].line, f"{where} strategy '{strategy}' is not one of "
                       f"{', '.join(STRATEGIES)}")
-            autopause = True
-            if "autopause" in q:
-                if not isinstance(q["autopause"].value, bool):
-                    c.err(q["autopause"].line, f"{where} autopause must be true or false")
-                else:
-                    autopause = q["autopause"].value
+            flags = {}
+            for flag in ("autopause", "announce_position", "announce_wait"):
+                flags[flag] = True
+                if flag in q:
+                    if not isinstance(q[flag].value, bool):
+                        c.err(q[flag].line, f"{where} {flag} must be true or false")
+                    else:
+                        flags[flag] = q[flag].value
+            overflow = c.text(q.get("overflow"), f"{where} overflow", "voice_message")
+            if overflow not in ("voice_message", "none"):
+                c.err(q["overflow"].line,
+                      f"{where} overflow must be 'voice_message' or 'none', not '{overflow}'")
+            periodic = prompt_ref(q["periodic_prompt"], f"{where} periodic_prompt") \
+                if "periodic_prompt" in q else None
+            callback_key = c.text(q.get("callback_key"), f"{where} callback_key", "")
+            if callback_key and (len(callback_key) != 1 or callback_key not in "0123456789*#"):
+                c.err(q["callback_key"].line, f"{where} callback_key must be one key, 0-9 * #")
             wrap_up = int(c.number(q.get("wrap_up"), f"{where} wrap_up", 10, 0, 600))
             queues[qid] = Queue(
                 id=qid,
@@ -312,7 +351,15 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
                 wrap_up=wrap_up,
                 max_wrap_up=max(wrap_up, int(c.number(q.get("max_wrap_up"),
                                                       f"{where} max_wrap_up", 300, 0, 3600))),
-                autopause=autopause,
+                autopause=flags["autopause"],
+                announce_every=int(c.number(q.get("announce_every"),
+                                            f"{where} announce_every", 30, 0, 3600)),
+                announce_position=flags["announce_position"],
+                announce_wait=flags["announce_wait"],
+                periodic_prompt=periodic,
+                max_wait=int(c.number(q.get("max_wait"), f"{where} max_wait", 0, 0, 86400)),
+                overflow=overflow,
+                callback_key=callback_key,
                 priority_weight=int(c.number(q.get("priority_weight"),
                                              f"{where} priority_weight", 60, 1, 3600)),
                 returning_caller_priority=int(c.number(
@@ -525,7 +572,7 @@ def _phones(c: _Checker, node: _Node) -> dict[str, Phone]:
 
 
 def _system(c: _Checker, node: _Node) -> System:
-    fields = {"bind", "ari_port", "ami_port", "sip_port", "desk_port"}
+    fields = {"bind", "ari_port", "ami_port", "sip_port", "desk_port", "callback_dial"}
     if not c.mapping(node, "'system'", fields, set()):
         return System()
     s = node.value
@@ -549,4 +596,7 @@ def _system(c: _Checker, node: _Node) -> System:
             line = max((s[k].line for k in keys if k in s), default=node.line)
             c.err(line, f"{' and '.join(keys)} would both use port {port}; they must differ")
     bind = c.text(s.get("bind"), "system bind", "127.0.0.1")
-    return System(bind=bind, **ports)
+    dial = c.text(s.get("callback_dial"), "callback_dial", System.callback_dial)
+    if "callback_dial" in s and "{number}" not in dial:
+        c.err(s["callback_dial"].line, "callback_dial must contain {number}")
+    return System(bind=bind, callback_dial=dial, **ports)

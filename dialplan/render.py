@@ -6,6 +6,7 @@ same bytes, so an applied configuration can be compared and versioned.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dialplan.config import HotlineConfig
@@ -16,6 +17,7 @@ CITIZEN_CONTEXT = "hotline-citizen"
 VIRTUAL_PHONE_CONTEXT = "hotline-virtual-phone"
 FALLBACK_CONTEXT = "hotline-fallback"
 PROMPT_DIR = "hotline"  # prompts live in <astdatadir>/sounds/hotline/<id>.wav
+FALLBACK_SPOOL = "hotline-fallback"  # voice messages taken while call control is down
 
 # Modules that only cost start-up time or want hardware or services this box lacks.
 NOLOAD = (
@@ -73,8 +75,13 @@ class Secrets:
     ami_secret: str
 
 
-def render(cfg: HotlineConfig, dirs: AsteriskDirs, secrets: Secrets) -> dict[str, str]:
-    """Return Asterisk's configuration files, name -> content, for this hotline."""
+def render(cfg: HotlineConfig, dirs: AsteriskDirs, secrets: Secrets, *,
+           extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return Asterisk's configuration files, name -> content, for this hotline.
+
+    extra (for `make bench` only): text appended to the named files (a file not rendered
+    otherwise is added); without it the output is exactly the hotline's.
+    """
     files = {
         "asterisk.conf": _asterisk_conf(dirs),
         "modules.conf": _modules_conf(),
@@ -83,7 +90,7 @@ def render(cfg: HotlineConfig, dirs: AsteriskDirs, secrets: Secrets) -> dict[str
         "ari.conf": _ari_conf(secrets),
         "manager.conf": _manager_conf(cfg, secrets),
         "pjsip.conf": _pjsip_conf(cfg),
-        "extensions.conf": render_extensions(cfg),
+        "extensions.conf": render_extensions(cfg, f"{dirs.base}/spool/{FALLBACK_SPOOL}"),
         "musiconhold.conf": _moh_conf(cfg, dirs),
         "rtp.conf": "[general]\nrtpstart=20000\nrtpend=20999\n",
         "cdr.conf": "[general]\nenable=no\n",
@@ -99,6 +106,8 @@ def render(cfg: HotlineConfig, dirs: AsteriskDirs, secrets: Secrets) -> dict[str
         "congestion = 450/700,0/700\ncallwaiting = 450/400,0/4000\n"
         "dialrecall = 450\nrecord = 950/400,0/10000\ninfo = 450/100,0/100,450/100,0/100\n",
     }
+    for name, text in (extra or {}).items():
+        files[name] = files.get(name, "") + text
     header = "; Rendered by hotline from {src}. Do not edit: change the YAML and apply it.\n"
     return {name: header.format(src=cfg.source or "the hotline YAML") + body
             for name, body in sorted(files.items())}
@@ -230,8 +239,11 @@ def _moh_conf(cfg: HotlineConfig, d: AsteriskDirs) -> str:
     return "\n".join(out)
 
 
-def render_extensions(cfg: HotlineConfig) -> str:
-    """The dialplan: public numbers into the ARI app, test-call and virtual-phone contexts."""
+def render_extensions(cfg: HotlineConfig, fallback_dir: str = "/tmp") -> str:
+    """The dialplan: public numbers into the ARI app, test-call and virtual-phone contexts.
+
+    fallback_dir: where the fallback context leaves voice messages (Asterisk's view).
+    """
     out = [
         "[general]",
         "static = yes",
@@ -245,6 +257,7 @@ def render_extensions(cfg: HotlineConfig) -> str:
             f"exten => {n.number},1,NoOp(hotline number {n.number})",
             f" same => n,Stasis({ARI_APP},inbound,{n.number})",
             # Stasis returns only when the app is not running (or the call was let go).
+            f" same => n,Set(HOTLINE_DIALLED={n.number})",
             f" same => n,GotoIf($[\"${{STASISSTATUS}}\" = \"FAILED\"]?{FALLBACK_CONTEXT},s,1)",
             " same => n,Hangup()",
         ]
@@ -258,15 +271,31 @@ def render_extensions(cfg: HotlineConfig) -> str:
         f"[{FALLBACK_CONTEXT}]",
         "exten => s,1,Answer()",
         f" same => n,Playback({PROMPT_DIR}/service_unavailable)",
-        f" same => n,Playback({PROMPT_DIR}/service_unavailable)",
+        # ...then a voice message, imported as a case when call control is back.
+        f" same => n,Set(VM={fallback_dir}/${{UNIQUEID}})",
+        " same => n,Set(FILE(${VM}.txt)=${HOTLINE_DIALLED} ${CALLERID(num)})",
+        f" same => n,Playback({PROMPT_DIR}/voice_message)",
+        " same => n,Record(${VM}.wav,10,120,k)",
+        f" same => n,Playback({PROMPT_DIR}/voice_message_thanks)",
         " same => n,Hangup()",
+        "exten => h,1,ExecIf($[\"${VM}\" != \"\"]?Set(FILE(${VM}.done)=1))",
         "",
         "; The citizen's end of a call placed by `hotline call`: press keys, hold, hang up.",
         f"[{CITIZEN_CONTEXT}]",
         "exten => s,1,NoOp(test caller)",
         " same => n,Wait(${HOTLINE_DTMF_DELAY})",
         " same => n,ExecIf($[\"${HOTLINE_DTMF}\" != \"\"]?SendDTMF(${HOTLINE_DTMF},250,150))",
+        # ...and may speak (a prompt stands in for the caller's voice in a voice message).
+        " same => n,ExecIf($[\"${HOTLINE_SAY}\" != \"\"]?Playback(${HOTLINE_SAY}))",
         " same => n,Wait(${HOTLINE_HOLD})",
+        " same => n,Hangup()",
+        "",
+        "; A citizen called back (test calls): answers after a ring and holds the line.",
+        "[hotline-callee]",
+        "exten => _X.,1,Ringing()",
+        " same => n,Wait(1)",
+        " same => n,Answer()",
+        " same => n,Wait(120)",
         " same => n,Hangup()",
         "",
         "; Virtual agent phones: ring, then answer by themselves and hold the line.",

@@ -99,7 +99,8 @@ class AsteriskInstance:
 
     def prepare(self, prompts: dict[str, Path]) -> None:
         """Lay out the instance's folders, link the system sounds, copy the prompts in."""
-        for sub in ("lib", "spool", "run", "log", "data/sounds/hotline", "data/agi-bin"):
+        for sub in ("lib", "spool", "spool/hotline-fallback", "spool/recording", "run", "log",
+                    "data/sounds/hotline", "data/agi-bin"):
             self.host(f"{self.dirs.base}/{sub}").mkdir(parents=True, exist_ok=True)
         system = "/usr/share/asterisk"
         links = {

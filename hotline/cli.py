@@ -6,6 +6,9 @@
   hotline call NUMBER --from N     place a real citizen call through Asterisk
   hotline config check [FILE]      validate the YAML
   hotline config render [--out D]  show or write the Asterisk files it renders to
+  hotline config apply [FILE]      put a YAML live (reload Asterisk, keep waiting calls)
+  hotline config versions          applied configuration versions
+  hotline config rollback VERSION  put an earlier version live again
 """
 
 from __future__ import annotations
@@ -48,16 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--dtmf", default="", help="keys the caller presses (w = 0.5 s pause)")
     call.add_argument("--dtmf-delay", type=float, default=1.0,
                       help="seconds after answer before pressing keys")
+    call.add_argument("--say", default="",
+                      help="a sound the caller plays after the keys (e.g. hotline/please_hold)")
     call.add_argument("--hold", type=float, default=600,
                       help="seconds the caller stays on the line before hanging up")
 
-    cfg = sub.add_parser("config", help="check or render the YAML")
-    csub = cfg.add_subparsers(dest="config_command", required=True)
-    check = csub.add_parser("check", help="validate the YAML")
-    check.add_argument("file", nargs="?")
-    rend = csub.add_parser("render", help="render Asterisk's files")
-    rend.add_argument("file", nargs="?")
-    rend.add_argument("--out", help="folder to write them to (default: print)")
+    _config_parser(sub)
     return p
 
 
@@ -86,7 +85,41 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+# -- hotline config ----------------------------------------------------------------------------
+
+
+def _config_parser(sub: Any) -> None:
+    cfg = sub.add_parser("config", help="check, render, apply or roll back the YAML")
+    csub = cfg.add_subparsers(dest="config_command", required=True)
+    check = csub.add_parser("check", help="validate the YAML")
+    check.add_argument("file", nargs="?")
+    rend = csub.add_parser("render", help="render Asterisk's files")
+    rend.add_argument("file", nargs="?")
+    rend.add_argument("--out", help="folder to write them to (default: print)")
+    apply = csub.add_parser(
+        "apply", help="validate a YAML, reload Asterisk with it and make it the live file")
+    apply.add_argument("file", nargs="?",
+                       help="the YAML to apply (default: the live file, --config)")
+    versions = csub.add_parser("versions", help="list applied configuration versions")
+    versions.add_argument("--limit", type=int, default=30, help="how many (newest first)")
+    back = csub.add_parser("rollback", help="put an earlier configuration version live")
+    back.add_argument("version", type=_version_id, help="its id, from `config versions`")
+
+
+def _version_id(text: str) -> int:
+    try:
+        value = int(text.lstrip("#"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a version id (a number from `hotline config versions`)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a version id")
+    return value
+
+
 def _config(rt: Runtime, args: argparse.Namespace) -> int:
+    if args.config_command in ("apply", "versions", "rollback"):
+        return _config_live(rt, args)
     path = Path(args.file) if args.file else rt.config_path
     try:
         cfg = config.load(path)
@@ -112,6 +145,58 @@ def _config(rt: Runtime, args: argparse.Namespace) -> int:
         for name, body in files.items():
             print(f"==> {name} <==\n{body}")
     return 0
+
+
+def _config_live(rt: Runtime, args: argparse.Namespace) -> int:
+    """`config apply`, `versions` and `rollback`: they act on the running hotline."""
+    from hotline import apply as live
+
+    if args.config_command == "versions":
+        try:
+            found = asyncio.run(live.versions(rt, args.limit))
+        except live.ApplyError as e:
+            print(e, file=sys.stderr)
+            return 1
+        try:
+            _print_versions(found)
+        except BrokenPipeError:
+            import os
+
+            # Piped into `head`: the reader has seen enough; no error at exit either.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if args.config_command == "apply":
+        result = asyncio.run(live.apply(rt, Path(args.file) if args.file else rt.config_path))
+    else:
+        result = asyncio.run(live.rollback(rt, args.version))
+    print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _print_versions(found: list[Any]) -> None:
+    if not found:
+        print("no configuration version yet: the first `hotline config apply` records one")
+        return
+    live_id = next((v.id for v in found if v.status == "applied"), None)
+    print(f"{'id':>5}  {'applied_at':19}  {'status':11}  {'sha256':12}  {'who':12}  note")
+    for v in found:
+        if v.id == live_id:
+            note = "running now"
+        elif v.status == "failed":
+            note = (v.error or "").strip().split("\n", 1)[0]
+            # "<file>:12: sentence": the file is known from the source; keep the line.
+            if v.source and note.startswith(f"{v.source}:"):
+                note = "line " + note[len(v.source) + 1:]
+            note = note if len(note) <= 100 else note[:99] + "…"
+        else:
+            note = ""
+        if v.origin == "baseline":
+            note = ", ".join(filter(None, ["baseline: what was running", note]))
+        elif v.origin == "rollback":
+            note = ", ".join(filter(None, [f"rollback to {v.rollback_of}", note]))
+        at = v.applied_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{v.id:>5}  {at:19}  {v.status:11}  {v.sha256[:12]:12}  {v.applied_by:12}  "
+              f"{note}")
 
 
 def _load(rt: Runtime) -> config.HotlineConfig | None:
@@ -142,6 +227,7 @@ async def _call(rt: Runtime, args: argparse.Namespace) -> int:
                 f"Local/{args.number}@{INBOUND_CONTEXT}/n", context=CITIZEN_CONTEXT,
                 extension="s", caller_id=caller_id, formats="ulaw", timeout=30,
                 variables={"HOTLINE_DTMF": args.dtmf, "HOTLINE_HOLD": f"{args.hold:g}",
+                           "HOTLINE_SAY": args.say,
                            "HOTLINE_DTMF_DELAY": f"{args.dtmf_delay:g}"},
             )
     except (aiohttp.ClientError, OSError):

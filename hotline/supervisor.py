@@ -20,7 +20,7 @@ import aiohttp
 
 from db import agents as agent_store
 from db import pool as db_pool
-from dialplan import config, prompts, render
+from dialplan import config, prompts, render, speech
 from hotline import postgres
 from hotline.asterisk import AsteriskError, AsteriskInstance, locate
 from hotline.runtime import Runtime
@@ -36,7 +36,8 @@ class StartError(Exception):
 def prepare_asterisk(rt: Runtime, cfg: config.HotlineConfig) -> AsteriskInstance:
     """Render the configuration, build the prompts and lay out Asterisk's folders."""
     inst = AsteriskInstance(locate(), rt.var)
-    wavs = prompts.build(cfg.prompts, rt.prompts_dir)
+    # The YAML's prompts, and the number words announcements are made of.
+    wavs = prompts.build({**speech.WORDS, **cfg.prompts}, rt.prompts_dir)
     inst.prepare(wavs)
     inst.write_config(render.render(cfg, inst.dirs, rt.secrets()))
     return inst
@@ -177,7 +178,10 @@ def run(rt: Runtime, quiet: bool = False) -> int:
         asterisk = prepare_asterisk(rt, cfg)
         asterisk.start()
         asyncio.run(wait_for_ari(cfg, rt))
-        services = _services(rt, rt.service_env())
+        env = rt.service_env()
+        env["HOTLINE_ASTERISK_DIR"] = str(asterisk.host_base)
+        env["HOTLINE_RECORDINGS"] = str(rt.var / "recordings")
+        services = _services(rt, env)
         for s in services:
             s.start()
         asyncio.run(wait_for_desk(cfg))

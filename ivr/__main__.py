@@ -19,6 +19,7 @@ from dialplan import config
 from dialplan.render import ARI_APP
 from ivr.ari import Ari
 from ivr.service import CallControl
+from ivr.voicemail import VoiceMessages
 
 log = logging.getLogger("ivr")
 
@@ -39,7 +40,11 @@ async def main() -> int:
     url = f"http://{cfg.system.bind}:{cfg.system.ari_port}"
     async with Ari(url, os.environ.get("HOTLINE_ARI_USER", "hotline"),
                    os.environ["HOTLINE_ARI_PASSWORD"], ARI_APP) as ari:
-        control = CallControl(cfg, ari, pool, keyring, os.environ["DATABASE_URL"])
+        asterisk_dir = os.environ.get("HOTLINE_ASTERISK_DIR")
+        voicemail = VoiceMessages(pool, keyring, Path(asterisk_dir) if asterisk_dir else None,
+                                  Path(os.environ.get("HOTLINE_RECORDINGS", "var/recordings")))
+        control = CallControl(cfg, ari, pool, keyring, os.environ["DATABASE_URL"], voicemail,
+                              os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"))
         task = asyncio.create_task(control.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -125,7 +125,7 @@ class Ari:
     """One ARI application: REST calls plus the events WebSocket."""
 
     def __init__(self, base_url: str, user: str, password: str, app: str,
-                 max_backoff: float = 10.0):
+                 max_backoff: float = 10.0, subscribe_all: bool = False):
         self.base = base_url.rstrip("/") + "/ari"
         self.auth_header = basic_auth(user, password)
         self.app = app
@@ -136,7 +136,7 @@ class Ari:
         self._session: aiohttp.ClientSession | None = None
         self._ws_url = (
             base_url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/")
-            + f"/ari/events?app={app}&subscribeAll=false"
+            + f"/ari/events?app={app}&subscribeAll={'true' if subscribe_all else 'false'}"
         )
 
     async def __aenter__(self) -> Ari:

@@ -19,7 +19,8 @@ from db import calls as call_store
 from db import cases as case_store
 from db.crypto import Keyring, normalise_phone
 from dialplan.config import HotlineConfig, Number
-from dialplan.render import FALLBACK_CONTEXT, PROMPT_DIR
+from dialplan.render import FALLBACK_CONTEXT
+from ivr import media
 from ivr.ari import AriError, Channel, NotFound
 from ivr.channels import ChannelGone, Inbox
 
@@ -121,27 +122,7 @@ class CallerFlow:
 
     async def _play(self, channel: Channel, inbox: Inbox, prompt: str,
                     barge_in: bool = False) -> None:
-        """Play a prompt to the end (or until a key when barge_in); a failure is skipped."""
-        try:
-            playback_id = await channel.play(f"sound:{PROMPT_DIR}/{prompt}")
-        except NotFound:
-            raise ChannelGone() from None
-        except AriError as e:
-            log.error("prompt %s could not be played (%s); going on", prompt, e)
-            return
-        while True:
-            event = await inbox.next(timeout=120)
-            if event is None:
-                return
-            kind = event.get("type")
-            if kind == "PlaybackFinished" and event["playback"]["id"] == playback_id:
-                return
-            if barge_in and kind == "ChannelDtmfReceived":
-                try:
-                    await channel.ari.request("DELETE", f"/playbacks/{playback_id}")
-                except NotFound:
-                    pass
-                return
+        await media.play(channel, inbox, media.prompt_media(prompt), barge_in)
 
     async def _choose_service(self, channel: Channel, inbox: Inbox,
                               number: Number) -> tuple[str, int]:

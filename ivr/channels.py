@@ -68,9 +68,10 @@ class Inboxes:
         channel_id = None
         if "channel" in event:
             channel_id = event["channel"].get("id")
-        elif "playback" in event:
-            target = str(event["playback"].get("target_uri", ""))
-            if target.startswith("channel:"):
-                channel_id = target.split(":", 1)[1]
+        else:
+            for key in ("playback", "recording"):
+                target = str(event.get(key, {}).get("target_uri", ""))
+                if target.startswith("channel:"):
+                    channel_id = target.split(":", 1)[1]
         if channel_id and channel_id in self._boxes:
             self._boxes[channel_id].put(event)

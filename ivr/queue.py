@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
 from db import agents as agent_store
 from db import calls as call_store
+from db import cases as case_store
+from db.crypto import Keyring
 from dialplan.config import HotlineConfig, Phone
 from dialplan.render import VIRTUAL_PHONE_CONTEXT
+from dialplan.speech import digits_words, number_words
+from ivr import media
 from ivr.ari import Ari, AriError, NotFound
 from ivr.calls import Arrival
+from ivr.channels import ChannelGone, Inboxes
+from ivr.voicemail import VoiceMessages
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +62,28 @@ class LiveCall:
     agent_channel: str | None = None  # the leg that answered
     agent_id: int | None = None
     bridge_id: str | None = None
+    entered: float = field(default_factory=time.monotonic)  # when it joined the queue
+    announced: float = field(default_factory=time.monotonic)
+    playback: str | None = None  # an announcement playing to the caller
+    announcing: bool = False  # busy with the caller (announcement, callback question)
+    answering: bool = False  # an agent picked up; the caller is being bridged
+    callback: bool = False  # the caller hung up to be called back; keeps its place
+    callee_channel: str | None = None  # the call back to the caller, while it rings
 
 
 class QueueService:
     """Matches waiting calls with ready agents and connects them."""
 
-    def __init__(self, cfg: HotlineConfig, ari: Ari, pool: asyncpg.Pool):
+    def __init__(self, cfg: HotlineConfig, ari: Ari, pool: asyncpg.Pool, inboxes: Inboxes,
+                 voicemail: VoiceMessages, keyring: Keyring):
         self.cfg = cfg
         self.ari = ari
         self.pool = pool
+        self.inboxes = inboxes
+        self.voicemail = voicemail
+        self.keyring = keyring
+        self.by_callee: dict[str, LiveCall] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self.by_caller: dict[str, LiveCall] = {}
         self.by_agent_channel: dict[str, LiveCall] = {}
         self.by_call: dict[uuid.UUID, LiveCall] = {}
@@ -128,6 +150,12 @@ class QueueService:
         live = self.by_agent_channel.pop(channel_id, None)
         if live is None:
             return
+        if live.callee_channel and channel_id == live.agent_channel:
+            # The agent gave up while the citizen was being called back.
+            callee = live.callee_channel
+            await self.ari.channel(callee).hangup()
+            await self.callee_gone(callee)
+            return
         if channel_id == live.agent_channel and live.bridge_id:
             self._forget(live)
             async with self.pool.acquire() as conn:
@@ -159,6 +187,245 @@ class QueueService:
     async def _drop_bridge(self, live: LiveCall) -> None:
         if live.bridge_id:
             await self.ari.bridge(live.bridge_id).destroy()
+
+    # -- while the caller waits: announcements and the overflow -------------------------
+
+    def waiting_calls(self) -> list[LiveCall]:
+        return [c for c in self.by_call.values()
+                if not c.legs and c.bridge_id is None and not c.announcing and not c.callback]
+
+    async def announcer(self) -> None:
+        """Tell each waiting caller their place and the expected wait, in Mandarin, every
+        announce_every seconds; past max_wait, offer the overflow (a voice message)."""
+        while True:
+            await asyncio.sleep(1)
+            now = time.monotonic()
+            for live in self.waiting_calls():
+                q = self.cfg.queues.get(live.queue)
+                if q is None:
+                    continue
+                try:
+                    if q.max_wait and q.overflow != "none" and now - live.entered >= q.max_wait:
+                        await self.overflow(live)
+                    elif q.announce_every and now - live.announced >= q.announce_every:
+                        live.announced = now
+                        await self.announce(live)
+                except Exception:
+                    log.exception("call %s: announcement failed", live.call_id)
+
+    async def announce(self, live: LiveCall) -> None:
+        q = self.cfg.queues[live.queue]
+        parts: list[str] = []
+        async with self.pool.acquire() as conn:
+            place = await call_store.position(conn, live.call_id, q.priority_weight)
+            if place is None:
+                return
+            if q.announce_position:
+                parts += ["position_before", *number_words(place, counting=True),
+                          "position_after"]
+            if q.announce_wait:
+                minutes = math.ceil(await call_store.expected_wait(conn, q.id, place) / 60)
+                parts += ["wait_before", *number_words(minutes, counting=True), "wait_after"]
+        if q.periodic_prompt:
+            parts.append(q.periodic_prompt)
+        if parts:
+            live.announcing = True
+            self._spawn(self._announce(live, media.prompt_media(*parts)))
+
+    async def _announce(self, live: LiveCall, items: list[str]) -> None:
+        # A playback to a channel in a holding bridge does not advance, so the caller steps
+        # out of the bridge for the announcement and back in (to the music) after it.
+        channel = self.ari.channel(live.caller_channel)
+        inbox = self.inboxes.open(live.caller_channel)
+        try:
+            await self.ari.bridge(holding_bridge_id(live.queue)).remove(live.caller_channel)
+            # Leaving is asynchronous: a playback started before it is done hangs.
+            while True:
+                event = await inbox.next(timeout=3)
+                if event is None or event.get("type") == "ChannelLeftBridge":
+                    break
+            live.playback = await media.start(channel, items)
+            while live.playback:
+                event = await inbox.next(timeout=120)
+                if event is None or (event.get("type") == "PlaybackFinished"
+                                     and event["playback"]["id"] == live.playback):
+                    break
+        except (ChannelGone, AriError):
+            pass  # gone, or just answered: nothing to put back
+        finally:
+            live.playback = None
+            live.announcing = False
+            self.inboxes.close(live.caller_channel)
+            if live.call_id in self.by_call and not live.answering and live.bridge_id is None:
+                await self.back_to_hold(live)
+
+    # -- callback that keeps the caller's place ---------------------------------------
+
+    async def caller_key(self, channel_id: str, digit: str) -> None:
+        """A key pressed by a waiting caller: the queue's callback key offers a callback."""
+        live = self.by_caller.get(channel_id)
+        if live is None or live.legs or live.bridge_id or live.announcing or live.callback:
+            return
+        q = self.cfg.queues.get(live.queue)
+        if q is None or not q.callback_key or digit != q.callback_key:
+            return
+        live.announcing = True
+        self._spawn(self._offer_callback(live))
+
+    async def _caller_number(self, live: LiveCall) -> str | None:
+        async with self.pool.acquire() as conn:
+            case_id = await conn.fetchval("SELECT case_id FROM calls WHERE id = $1",
+                                          live.call_id)
+            case = await case_store.get(conn, self.keyring, case_id) if case_id else None
+        if case is None:
+            return None
+        return case["callback_number"] or case["caller_number"]
+
+    async def _offer_callback(self, live: LiveCall) -> None:
+        channel = self.ari.channel(live.caller_channel)
+        inbox = self.inboxes.open(live.caller_channel)
+        try:
+            await self.ari.bridge(holding_bridge_id(live.queue)).remove(live.caller_channel)
+            while True:
+                event = await inbox.next(timeout=3)
+                if event is None or event.get("type") == "ChannelLeftBridge":
+                    break
+            number = await self._caller_number(live)
+            if not number:
+                await media.play(channel, inbox, media.prompt_media("callback_no_number"))
+                return
+            inbox.take_digits()
+            items = media.prompt_media("callback_confirm", *digits_words(number),
+                                       "callback_keys")
+            await media.play(channel, inbox, items, barge_in=True)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 6
+            while not inbox.digits and loop.time() < deadline:
+                await inbox.next(timeout=deadline - loop.time())
+            if inbox.take_digits()[:1] != "1" or live.legs or live.answering:
+                return  # back to the queue (an agent may even be ringing already)
+            async with self.pool.acquire() as conn:
+                if not await call_store.request_callback(conn, live.call_id):
+                    return
+            live.callback = True
+            self.by_caller.pop(live.caller_channel, None)
+            log.info("call %s: the caller will be called back; place kept", live.call_id)
+            await media.play(channel, inbox, media.prompt_media("callback_ok"))
+            await channel.hangup()
+        except (ChannelGone, AriError):
+            pass
+        finally:
+            live.announcing = False
+            self.inboxes.close(live.caller_channel)
+            if live.call_id in self.by_call and not live.callback and not live.answering \
+                    and live.bridge_id is None:
+                await self.back_to_hold(live)
+
+    async def _call_back(self, live: LiveCall, agent_channel: str, agent_id: int) -> None:
+        """The agent is on the line: now call the citizen back, into the same bridge."""
+        bridge_id = call_bridge_id(live.call_id)
+        bridge = await self.ari.create_bridge(bridge_id, "mixing", name=f"call {live.call_id}")
+        try:
+            await bridge.add(agent_channel)
+        except NotFound:
+            await bridge.destroy()
+            self.by_agent_channel.pop(agent_channel, None)
+            live.legs.pop(agent_channel, None)
+            live.answering = False
+            await self._leg_failed(live, agent_id, "agent_dropped", pause=False)
+            return
+        live.agent_channel, live.agent_id = agent_channel, agent_id
+        await media.start(self.ari.channel(agent_channel), media.prompt_media("callback_agent"))
+        number = await self._caller_number(live)
+        callee = f"hotline-callee-{uuid.uuid4()}"
+        live.callee_channel = callee
+        self.by_callee[callee] = live
+        dialled = await self._dialled(live.call_id)
+        endpoint = self.cfg.system.callback_dial.format(number=number or "")
+        try:
+            async with self.pool.acquire() as conn:
+                await call_store.set_callback_channel(conn, live.call_id, callee)
+            await self.ari.originate(
+                endpoint, app_args=f"callee,{live.call_id}", timeout=30,
+                caller_id=f'"{dialled}" <{dialled}>', channel_id=callee,
+                formats="ulaw" if endpoint.startswith("Local/") else None)
+        except Exception as e:
+            log.error("call %s: the caller could not be called back (%s)", live.call_id, e)
+            await self.callee_gone(callee)
+
+    async def callee_answered(self, channel_id: str) -> None:
+        """The citizen picked up the call back: bridge them with the waiting agent."""
+        live = self.by_callee.pop(channel_id, None)
+        if live is None or live.agent_channel is None or live.agent_id is None:
+            await self.ari.channel(channel_id).hangup()
+            return
+        bridge_id = call_bridge_id(live.call_id)
+        try:
+            await self.ari.bridge(bridge_id).add(channel_id)
+        except NotFound:
+            await self.agent_channel_gone(live.agent_channel)
+            return
+        async with self.pool.acquire() as conn:
+            ok = await call_store.connect(conn, live.call_id, live.queue, live.agent_id,
+                                          live.agent_channel, bridge_id)
+        if not ok:
+            await self.ari.channel(channel_id).hangup()
+            return
+        live.callee_channel = None
+        live.caller_channel = channel_id
+        self.by_caller[channel_id] = live
+        live.bridge_id = bridge_id
+        others = [leg for leg in live.legs if leg != live.agent_channel]
+        live.legs = {}
+        for leg in others:
+            self.by_agent_channel.pop(leg, None)
+            await self.ari.channel(leg).hangup()
+        log.info("call %s: called back and connected to agent %d", live.call_id, live.agent_id)
+
+    async def callee_gone(self, channel_id: str) -> None:
+        """The call back was not answered: the agent is released, the call goes on the
+        worklist (kind callback) for another try by hand."""
+        live = self.by_callee.pop(channel_id, None)
+        if live is None:
+            return
+        log.info("call %s: the caller did not answer the call back", live.call_id)
+        self._forget(live)
+        async with self.pool.acquire() as conn:
+            await call_store.end(conn, live.call_id, "callback_no_answer")
+        for leg in [*live.legs, live.agent_channel]:
+            if leg:
+                await self.ari.channel(leg).hangup()
+        await self.ari.bridge(call_bridge_id(live.call_id)).destroy()
+        self.kick()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def overflow(self, live: LiveCall) -> None:
+        """The caller waited max_wait: they leave the queue and may leave a voice message."""
+        log.info("call %s: waited too long; taking a voice message", live.call_id)
+        self._forget(live)
+        async with self.pool.acquire() as conn:
+            row = await call_store.get(conn, live.call_id)
+            await call_store.end(conn, live.call_id, "overflow_voice_message")
+        try:
+            await self.ari.bridge(holding_bridge_id(live.queue)).remove(live.caller_channel)
+        except AriError:
+            pass
+        channel = self.ari.channel(live.caller_channel)
+        inbox = self.inboxes.open(live.caller_channel)
+
+        async def run() -> None:
+            try:
+                await self.voicemail.take(channel, inbox, live.call_id,
+                                          row["case_id"] if row else None)
+            finally:
+                self.inboxes.close(live.caller_channel)
+
+        self._spawn(run())
+        self.kick()
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -253,6 +520,13 @@ class QueueService:
             await self.ari.channel(channel_id).hangup()
             return
         agent_id = live.legs[channel_id]
+        live.answering = True
+        if live.callback:
+            await self._call_back(live, channel_id, agent_id)
+            return
+        if live.playback:  # an announcement must not talk over the agent
+            await media.stop(self.ari.channel(live.caller_channel), live.playback)
+            live.playback = None
         bridge_id = call_bridge_id(live.call_id)
         bridge = await self.ari.create_bridge(bridge_id, "mixing", name=f"call {live.call_id}")
         holding = self.ari.bridge(holding_bridge_id(live.queue))
@@ -272,6 +546,7 @@ class QueueService:
             # The agent dropped right after answering: the caller goes back in line.
             log.info("call %s: agent leg gone right after answer", live.call_id)
             await bridge.destroy()
+            live.answering = False
             await self.back_to_hold(live)
             self.by_agent_channel.pop(channel_id, None)
             live.legs.pop(channel_id, None)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 import uuid
 from typing import Any
 
@@ -20,12 +21,14 @@ from db import calls as call_store
 from db import cases as case_store
 from db import events
 from db.crypto import Keyring
+from dialplan import config
 from dialplan.config import HotlineConfig
 from dialplan.render import ARI_APP
 from ivr.ari import Ari, AriError, Event
 from ivr.calls import Arrival, CallerFlow, caller_number
 from ivr.channels import Inboxes
 from ivr.queue import LiveCall, QueueService, call_bridge_id
+from ivr.voicemail import VoiceMessages
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2.0
@@ -35,13 +38,15 @@ class CallControl:
     """Everything the ivr process does, given its configuration and connections."""
 
     def __init__(self, cfg: HotlineConfig, ari: Ari, pool: asyncpg.Pool, keyring: Keyring,
-                 dsn: str):
+                 dsn: str, voicemail: VoiceMessages, config_path: str | None = None):
         self.cfg = cfg
+        self.config_path = config_path
         self.dsn = dsn
         self.ari = ari
         self.pool = pool
         self.inboxes = Inboxes()
-        self.queue = QueueService(cfg, ari, pool)
+        self.voicemail = voicemail
+        self.queue = QueueService(cfg, ari, pool, self.inboxes, voicemail, keyring)
         self.flow = CallerFlow(cfg, pool, keyring, self.queue.enqueue, self._ended_in_ivr)
         self._tasks: set[asyncio.Task[None]] = set()
         ari.on("StasisStart", self.on_stasis_start)
@@ -60,6 +65,10 @@ class CallControl:
 
     async def on_any(self, event: Event) -> None:
         self.inboxes.route(event)
+        if event.get("type") == "ChannelDtmfReceived":
+            channel_id = event["channel"]["id"]
+            if not self.inboxes.has(channel_id) and channel_id in self.queue.by_caller:
+                await self.queue.caller_key(channel_id, str(event.get("digit", "")))
 
     async def on_stasis_start(self, event: Event) -> None:
         args = event.get("args") or []
@@ -69,6 +78,8 @@ class CallControl:
             self._spawn(self._run_flow(channel.id, self.flow.run(channel, inbox, args[1])))
         elif args[:1] == ["agent"]:
             await self.queue.agent_answered(channel.id)
+        elif args[:1] == ["callee"]:
+            await self.queue.callee_answered(channel.id)
         else:
             log.warning("channel entered the app with unknown arguments %s; hanging up", args)
             await channel.hangup()
@@ -85,6 +96,8 @@ class CallControl:
             await self.queue.caller_gone(channel_id)
         elif channel_id in self.queue.by_agent_channel:
             await self.queue.agent_channel_gone(channel_id)
+        elif channel_id in self.queue.by_callee:
+            await self.queue.callee_gone(channel_id)
 
     async def _ended_in_ivr(self, call_id: uuid.UUID, reason: str) -> None:
         async with self.pool.acquire() as conn:
@@ -95,6 +108,26 @@ class CallControl:
     def on_notice(self, notice: dict[str, Any]) -> None:
         if notice["kind"] == events.AGENT:
             self.queue.kick()
+        elif notice["kind"] == events.CONFIG:
+            self.reload_config()
+
+    def reload_config(self) -> None:
+        """`hotline config apply` put a new YAML live: use its numbers and queue settings
+        from now on (calls already waiting keep their place)."""
+        if not self.config_path:
+            return
+        try:
+            cfg = config.load(self.config_path)
+        except config.ConfigError as e:
+            log.error("the applied configuration does not load here; keeping the old one: %s",
+                      e)
+            return
+        self.cfg = self.queue.cfg = self.flow.cfg = cfg
+        log.info("configuration reloaded from %s", self.config_path)
+        task = asyncio.create_task(self.queue.ensure_bridges())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self.queue.kick()
 
     # -- recovery -------------------------------------------------------------------------
 
@@ -129,6 +162,10 @@ class CallControl:
                 log.info("reconcile: agent %d had no call; freeing them", a["id"])
                 async with conn.transaction():
                     await agent_store.after_call(conn, a["id"], 0)
+        try:
+            await self.voicemail.import_fallback()
+        except Exception:
+            log.exception("reconcile: voice messages of the fallback could not be imported")
         self.queue.kick()
 
     async def _reconcile_call(self, row: asyncpg.Record, channels: dict[str, Event]) -> None:
@@ -136,6 +173,9 @@ class CallControl:
         if self.inboxes.has(caller):
             return  # its IVR is running in this process: it will enqueue it
         known = self.queue.by_call.get(call_id)
+        if row["callback_at"] is not None and row["state"] in ("waiting", "offered"):
+            await self._adopt_callback(row, channels, known)
+            return
         if caller not in channels:
             log.info("reconcile: call %s's caller is gone", call_id)
             if known:
@@ -156,6 +196,34 @@ class CallControl:
                     await self.queue.agent_channel_gone(leg)
             return
         await self._adopt(row, channels)
+
+    async def _adopt_callback(self, row: asyncpg.Record, channels: dict[str, Event],
+                              known: LiveCall | None) -> None:
+        """A call whose caller hung up to be called back: no channel to look for."""
+        if known is not None:
+            for leg in [*known.legs, known.agent_channel, known.callee_channel]:
+                if leg and leg not in channels:
+                    if leg == known.callee_channel:
+                        await self.queue.callee_gone(leg)
+                    else:
+                        await self.queue.agent_channel_gone(leg)
+            return
+        live = LiveCall(row["id"], row["channel_id"], row["queue"], callback=True)
+        self.queue.track(live)
+        self.queue.by_caller.pop(row["channel_id"], None)
+        if row["state"] == "offered":
+            async with self.pool.acquire() as conn:
+                legs = await call_store.offers(conn, row["id"])
+            for leg in legs:
+                if leg["channel_id"] in channels:
+                    await self.ari.channel(leg["channel_id"]).hangup()
+            if row["callback_channel_id"] in channels:
+                await self.ari.channel(row["callback_channel_id"]).hangup()
+            await self.ari.bridge(call_bridge_id(row["id"])).destroy()
+            async with self.pool.acquire() as conn:
+                for leg in legs:
+                    await call_store.leg_failed(conn, row["id"], row["queue"], leg["agent_id"],
+                                                "restart", pause=False)
 
     async def _adopt(self, row: asyncpg.Record, channels: dict[str, Event]) -> None:
         """Take over a call this process did not know (it was started before a restart)."""
@@ -179,6 +247,11 @@ class CallControl:
                                              row["service"] or self.flow.default_service(),
                                              case_id))
             return
+        if row["entered_queue_at"] is not None:
+            async with self.pool.acquire() as conn:
+                waited = await conn.fetchval("SELECT extract(epoch FROM now() - $1::timestamptz)",
+                                             row["entered_queue_at"])
+            live.entered = time.monotonic() - float(waited)
         self.queue.track(live)
         if row["state"] == "waiting":
             await self.queue.back_to_hold(live)
@@ -210,6 +283,15 @@ class CallControl:
 
     # -- main loop ------------------------------------------------------------------------
 
+    async def import_voice_messages(self) -> None:
+        """Messages the dialplan took while this service was down become cases."""
+        while True:
+            await asyncio.sleep(15)
+            try:
+                await self.voicemail.import_fallback()
+            except Exception:
+                log.exception("voice messages of the fallback could not be imported")
+
     async def heartbeat(self) -> None:
         """Tell `hotline status` this service is alive and whether ARI is connected."""
         while True:
@@ -229,7 +311,8 @@ class CallControl:
     async def run(self) -> None:
         """Run until cancelled."""
         await asyncio.gather(
-            self.ari.run(), self.queue.run(), self.heartbeat(),
+            self.ari.run(), self.queue.run(), self.queue.announcer(), self.heartbeat(),
+            self.import_voice_messages(),
             events.listen_forever(self.dsn, self.on_notice, on_connect=self.queue.kick),
         )
 

@@ -55,12 +55,14 @@ def _test_config() -> Path:
         ("96002", "t_round_robin", {"strategy": "round_robin"}),
         ("96003", "t_fewest", {"strategy": "fewest_calls"}),
         ("96004", "t_priority", {"priority_weight": 2}),
+        ("96005", "t_overflow", {"max_wait": 8, "announce_every": 3}),
+        ("96006", "t_callback", {"callback_key": "1", "announce_every": 0}),
     ):
         data["queues"][queue] = {"name": queue, "ring_timeout": 6, "wrap_up": 1, **extra}
         data["numbers"].append({"number": number, "name": queue, "greeting": "t_hello",
                                 "queue": queue, "service": "hotline"})
-    data["numbers"][-1].pop("service")
-    data["numbers"][-1]["menu"] = {
+    data["numbers"][-3].pop("service")
+    data["numbers"][-3]["menu"] = {
         "prompt": "t_hello", "timeout": 1, "default": "hotline",
         "options": {"1": "hotline", "9": {"service": "hotline", "priority": 3}},
     }
@@ -111,8 +113,9 @@ class Stack:
     def keyring(self) -> Any:
         return load_keyring(VAR / "keys.json")
 
-    def ari(self) -> Ari:
-        return Ari(self.ari_url, self.ari_user, self.ari_password, "hotline-test-observer")
+    def ari(self, subscribe_all: bool = False) -> Ari:
+        return Ari(self.ari_url, self.ari_user, self.ari_password, "hotline-test-observer",
+                   subscribe_all=subscribe_all)
 
 
 @pytest.fixture(scope="session")

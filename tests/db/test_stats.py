@@ -24,6 +24,9 @@ def at(minute: int, second: int = 0) -> datetime:
 
 async def _script(db: asyncpg.Connection) -> None:
     """Five callers between 10:00 and 11:00: three answered, one short and one long abandon."""
+    # The test database outlives a run: start from an empty hour.
+    await db.execute("DELETE FROM queue_log WHERE at >= $1 AND at < $2", T0, at(60))
+    await db.execute("DELETE FROM agent_state_log WHERE at >= $1 AND at < $2", T0, at(120))
     c = [uuid.uuid4() for _ in range(5)]
     rows = [
         (at(1), c[0], "ENTERQUEUE", {}), (at(1, 10), c[0], "CONNECT", {"holdtime": 10}),
