@@ -304,6 +304,32 @@ async def wallboard(request: web.Request) -> web.Response:
     })
 
 
+async def supervise_call(request: web.Request) -> web.Response:
+    """Listen, whisper or barge on a call in progress: the supervisor's phone rings."""
+    desk = request.app[DESK]
+    who = await _supervisor(request)
+    if isinstance(who, web.Response):
+        return who
+    try:
+        call_id = uuid.UUID(request.match_info["call_id"])
+    except ValueError:
+        return _error(404, "没有这个通话")
+    mode = (await _json_body(request)).get("mode")
+    if mode not in ("listen", "whisper", "barge"):
+        return _error(400, "方式只能是 listen（监听）、whisper（耳语）或 barge（强插）")
+    async with desk.pool.acquire() as conn:
+        state = await conn.fetchval("SELECT state FROM calls WHERE id = $1", call_id)
+        if state != "connected":
+            return _error(409, "该通话不在进行中")
+        phone = await conn.fetchval("SELECT phone FROM agents WHERE id = $1", who.agent_id)
+        if not phone:
+            return _error(409, "您的账号没有配置电话，无法监听")
+        await events.notify(conn, events.SUPERVISE, call_id=str(call_id),
+                            supervisor_id=who.agent_id, mode=mode)
+    log.info("supervisor %d asked to %s call %s", who.agent_id, mode, call_id)
+    return web.json_response({"call_id": str(call_id), "mode": mode}, status=202)
+
+
 async def worklist_items(request: web.Request) -> web.Response:
     """Callers owed a call back, masked (the agent who calls back opens the case)."""
     desk = request.app[DESK]
@@ -625,6 +651,7 @@ def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
     app.router.add_get("/api/pause_reasons", pause_reasons)
     app.router.add_post("/api/supervisor/agents/{agent_id}/state", supervise_agent)
     app.router.add_get("/api/wallboard", wallboard)
+    app.router.add_post("/api/supervisor/calls/{call_id}/monitor", supervise_call)
     app.router.add_get("/api/worklist", worklist_items)
     app.router.add_post("/api/worklist/{call_id}/done", worklist_done)
     app.router.add_get("/api/announcement", get_announcement)

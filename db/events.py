@@ -25,6 +25,7 @@ OFFER = "offer"  # a call is offered to an agent: agent_id, call_id
 CONNECTED = "connected"  # caller and agent bridged: agent_id, call_id
 CALL_ENDED = "call_ended"  # call_id, agent_id (or None), rung agents, reason
 ANNOUNCEMENT = "announcement"  # the supervisor's message to callers changed: mode
+SUPERVISE = "supervise"  # a supervisor asks to listen/whisper/barge: call_id, supervisor_id
 CONFIG = "config"  # a configuration version was applied: version (re-read the YAML)
 
 

@@ -28,6 +28,7 @@ from ivr.ari import Ari, AriError, Event
 from ivr.calls import Arrival, CallerFlow, caller_number
 from ivr.channels import Inboxes
 from ivr.queue import LiveCall, QueueService, call_bridge_id
+from ivr.supervision import Supervision
 from ivr.voicemail import VoiceMessages
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class CallControl:
         self.inboxes = Inboxes()
         self.voicemail = voicemail
         self.queue = QueueService(cfg, ari, pool, self.inboxes, voicemail, keyring)
+        self.supervision = Supervision(ari, pool, self.queue)
         self.flow = CallerFlow(cfg, pool, keyring, self.queue.enqueue, self._ended_in_ivr)
         self._tasks: set[asyncio.Task[None]] = set()
         ari.on("StasisStart", self.on_stasis_start)
@@ -80,6 +82,10 @@ class CallControl:
             await self.queue.agent_answered(channel.id)
         elif args[:1] == ["callee"]:
             await self.queue.callee_answered(channel.id)
+        elif args[:1] == ["supervisor"]:
+            await self.supervision.answered(channel.id)
+        elif args[:1] == ["snoop"]:
+            pass  # a snoop channel of a supervisor session: bridged by Supervision
         else:
             log.warning("channel entered the app with unknown arguments %s; hanging up", args)
             await channel.hangup()
@@ -98,6 +104,8 @@ class CallControl:
             await self.queue.agent_channel_gone(channel_id)
         elif channel_id in self.queue.by_callee:
             await self.queue.callee_gone(channel_id)
+        elif channel_id in self.supervision.sessions:
+            await self.supervision.end(channel_id)
 
     async def _ended_in_ivr(self, call_id: uuid.UUID, reason: str) -> None:
         async with self.pool.acquire() as conn:
@@ -110,6 +118,15 @@ class CallControl:
             self.queue.kick()
         elif notice["kind"] == events.CONFIG:
             self.reload_config()
+        elif notice["kind"] == events.SUPERVISE:
+            task = asyncio.create_task(self.supervision.start(
+                uuid.UUID(notice["call_id"]), int(notice["supervisor_id"]), notice["mode"]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif notice["kind"] == events.CALL_ENDED:
+            task = asyncio.create_task(self.supervision.call_ended(uuid.UUID(notice["call_id"])))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def reload_config(self) -> None:
         """`hotline config apply` put a new YAML live: use its numbers and queue settings

@@ -46,8 +46,9 @@ def _test_config() -> Path:
     data["system"].update(PORTS)
     data["queues"]["duty"]["ring_timeout"] = 6
     data["queues"]["duty"]["wrap_up"] = 3
+    data["phones"].append({"id": "8004", "type": "virtual", "answer_after": 1})
     data["agents"].append({"login": "lead1", "name": "陈主任", "role": "supervisor",
-                           "initial_password": "hotline"})
+                           "phone": "8004", "initial_password": "hotline"})
     # One test number per strategy, each with its own queue and a short greeting.
     data["prompts"]["t_hello"] = "您好"
     for number, queue, extra in (
