@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -204,6 +205,9 @@ async def set_state(request: web.Request) -> web.Response:
     if isinstance(parsed, web.Response):
         return parsed
     async with desk.pool.acquire() as conn:
+        me = await agent_store.get(conn, session.agent_id)
+        if me is not None and me["role"] == "supervisor" and parsed[0] == "ready":
+            return _error(409, "值班长账号不接听排队来电")
         agent, pending = await agent_store.request_state(conn, session.agent_id, *parsed)
     body: dict[str, Any] = {"agent": agent_store.as_dict(agent)}
     if pending:
@@ -256,12 +260,16 @@ async def supervise_agent(request: web.Request) -> web.Response:
     if isinstance(parsed, web.Response):
         return parsed
     async with desk.pool.acquire() as conn:
-        if await agent_store.get(conn, agent_id) is None:
+        target = await agent_store.get(conn, agent_id)
+        if target is None:
             return _error(404, "没有这个坐席")
+        if target["state"] == "logged_out" and parsed[0] != "logged_out":
+            return _error(409, "该坐席未登录，不能设置为就绪或暂停")
         agent, pending = await agent_store.request_state(conn, agent_id, *parsed)
     log.info("supervisor %d set agent %d to %s%s", who.agent_id, agent_id, parsed[0],
              " after the call" if pending else "")
-    return web.json_response({"agent": agent_store.as_dict(agent), "pending": pending},
+    return web.json_response({"agent": agent_store.as_dict(agent),
+                              "pending": agent["after_call"] if pending else None},
                              status=202 if pending else 200)
 
 
@@ -477,7 +485,7 @@ async def snapshot(desk: Desk) -> dict[str, Any]:
                 masked[row["case_id"]] = await _masked_caller(conn, desk, row["case_id"])
     return {
         "type": "snapshot",
-        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "announcement": message,
         "queue": {
             "waiting": [

@@ -127,6 +127,8 @@ async def request_state(
         row = await conn.fetchrow("SELECT * FROM agents WHERE id = $1 FOR UPDATE", agent_id)
         if row is None:
             raise LookupError(f"no agent {agent_id}")
+        if wanted == "logged_out" and row["state"] == "logged_out":
+            return row, False  # already out: nothing to log again
         if row["state"] in BUSY:
             after = None if wanted == "ready" else (
                 "logout" if wanted == "logged_out" else f"pause:{reason or 'break'}")

@@ -177,7 +177,9 @@ async def clean(stack: Stack, db: asyncpg.Connection) -> AsyncIterator[None]:
 
 
 async def _hang_up_everything(stack: Stack, db: asyncpg.Connection) -> None:
-    await db.execute("UPDATE agents SET state = 'logged_out', reason = NULL")
+    await db.execute("UPDATE agents SET state = 'logged_out', reason = NULL, after_call = NULL,"
+                     " wrap_up_until = NULL")
+    await db.execute("UPDATE announcement SET mode = 'off', text = ''")
     await db.execute("DELETE FROM desk_sessions")
     async with stack.ari() as ari:
         for ch in await ari.channels():

@@ -9,22 +9,31 @@
   const STATE_LABELS = {
     logged_out: '未登录',
     ready: '就绪',
-    not_ready: '未就绪',
     ringing: '振铃中',
     on_call: '通话中',
+    wrap_up: '话后处理',
+    paused: '暂停',
+    not_ready: '暂停', // the first desk's name of 'paused'
   };
 
+  // Reasons the server sets by itself; the configured pause reasons come from
+  // /api/pause_reasons and take precedence.
   const REASON_LABELS = {
     no_answer: '未接听',
-    break: '小休',
-    manual: '小休',
-    after_call: '话后处理',
-    wrap_up: '话后处理',
     login: '刚登录',
+    supervisor: '值班长设置',
+    logout: '退出',
+    break: '小休',
     meal: '用餐',
     training: '培训',
     meeting: '会议',
+    manual: '小休',
+    after_call: '话后处理',
+    wrap_up: '话后处理',
+    wrap_up_end: '话后处理结束',
   };
+
+  const DEFAULT_PAUSE_REASONS = [{ code: 'break', name: '小休' }];
 
   const DIALLED_NAMES = {
     '12345': '市长热线',
@@ -47,9 +56,12 @@
     timeout: '超时',
     error: '系统错误',
     offer_withdrawn: '来电已转走',
+    logout: '坐席已退出',
+    supervisor: '值班长已暂停',
   };
 
   const CASE_STATUS_LABELS = {
+    intake: '受理中',
     new: '新建',
     draft: '草稿',
     open: '处理中',
@@ -57,6 +69,24 @@
     saved: '已保存',
     submitted: '已提交',
     closed: '已办结',
+  };
+
+  const WORKLIST_KINDS = {
+    abandoned: '放弃来电',
+    callback: '预约回拨',
+    voice_message: '语音留言',
+  };
+
+  const WORKLIST_OUTCOMES = [
+    ['reached', '已接通'],
+    ['no_answer', '无人接听'],
+    ['invalid', '号码无效'],
+  ];
+
+  const ANNOUNCEMENT_MODES = {
+    off: '未启用',
+    emergency: '紧急通知',
+    after_hours: '非工作时间留言',
   };
 
   // case form fields: [case key, element id]
@@ -69,17 +99,26 @@
     ['content', 'case-content'],
   ];
 
+  const BUSY_STATES = ['ringing', 'on_call'];
   const WS_MAX_DELAY_MS = 15000;
   const WS_STABLE_MS = 5000; // a connection open this long resets the back-off
+  const REFRESH_GAP_MS = 2000; // wallboard / worklist / announcement: at most every 2 s
+  const ARM_MS = 5000; // a second click within this confirms a supervisor logout
 
   // ---------------------------------------------------------------- state
 
   const S = {
+    gen: 0, // bumped on every login / logout: late answers of a past session are dropped
     csrf: null,
     agent: null,
     prevAgentState: null,
     statePending: false,
     logoutArmedUntil: 0,
+    selfLogout: false, // this desk asked for the logout that is pending
+    loggedOut: null, // {message}: logged out by the server, waiting for the case to close
+
+    pauseReasons: DEFAULT_PAUSE_REASONS.slice(),
+    pauseReasonsLoaded: false,
 
     categories: [],
     categoriesLoaded: false,
@@ -96,6 +135,14 @@
     agents: [],
     agentRows: [], // [{agent, cell}]
     serverOffsetMs: 0, // server clock - local clock, from snapshot "at"
+    offsetKnown: false,
+
+    supBusy: new Set(), // agent ids with a supervisor request in flight
+    supArmed: null, // {id, until}: logout armed for this agent
+
+    wb: { missing: false, data: null, fetchedAt: 0, error: '' },
+    worklist: { missing: true, items: [], choosing: null, busy: new Set(), error: '' },
+    ann: { missing: true, data: null, fromSnapshot: false, dirty: false, busy: false },
 
     current: null, // the case on screen, see openCall()
     ticker: null,
@@ -119,8 +166,26 @@
     return node;
   }
 
+  function button(text, className, onClick, title) {
+    const b = el('button', { className, text, title });
+    b.type = 'button';
+    if (onClick) {
+      b.addEventListener('click', (ev) => {
+        ev.stopPropagation();
+        onClick(ev);
+      });
+    }
+    return b;
+  }
+
   function str(v) {
     return v == null ? '' : String(v);
+  }
+
+  function num(v) {
+    if (v == null || v === '') return null;
+    const n = Number(v);
+    return Number.isFinite(n) ? n : null;
   }
 
   function pad2(n) {
@@ -141,6 +206,27 @@
     return `${h}:${pad2(Math.floor((s % 3600) / 60))}:${pad2(s % 60)}`;
   }
 
+  /** A statistic in seconds: "8 秒" below a minute, m:ss above; "—" for none. */
+  function fmtStatSeconds(v) {
+    const n = num(v);
+    if (n == null) return '—';
+    if (n < 60) return `${Math.round(n)} 秒`;
+    return fmtDuration(Math.round(n));
+  }
+
+  /** A ratio 0..1 as a percentage; "—" for none. */
+  function fmtPercent(v) {
+    const n = num(v);
+    if (n == null) return '—';
+    const p = n * 100;
+    return `${p >= 99.95 || p === 0 ? p.toFixed(0) : p.toFixed(1)}%`;
+  }
+
+  function fmtCount(v) {
+    const n = num(v);
+    return n == null ? '—' : String(Math.round(n));
+  }
+
   function fmtDateTime(iso) {
     const t = Date.parse(iso);
     if (Number.isNaN(t)) return str(iso);
@@ -153,8 +239,34 @@
     return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
   }
 
+  function fmtHm(d) {
+    return `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  }
+
+  /** hh:mm:ss today, else MM-DD hh:mm. */
+  function fmtWhen(iso) {
+    const t = Date.parse(iso);
+    if (Number.isNaN(t)) return str(iso);
+    const d = new Date(t);
+    const today = new Date();
+    if (d.toDateString() === today.toDateString()) return fmtClock(d);
+    return `${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${fmtHm(d)}`;
+  }
+
   function serverNow() {
     return Date.now() + S.serverOffsetMs;
+  }
+
+  /** The server's "at" has whole seconds: take the middle of that second, and ignore
+   * jitter below a second so that countdowns do not jump back and forth. */
+  function noteServerTime(iso) {
+    const at = Date.parse(iso);
+    if (Number.isNaN(at)) return;
+    const offset = at + 500 - Date.now();
+    if (!S.offsetKnown || Math.abs(offset - S.serverOffsetMs) > 1500) {
+      S.serverOffsetMs = offset;
+      S.offsetKnown = true;
+    }
   }
 
   function secondsSince(iso) {
@@ -163,8 +275,8 @@
     return Math.max(0, (serverNow() - t) / 1000);
   }
 
-  function dialledLabel(num) {
-    const n = str(num);
+  function dialledLabel(num_) {
+    const n = str(num_);
     const name = DIALLED_NAMES[n];
     return name ? `${n} ${name}` : n;
   }
@@ -174,17 +286,46 @@
   }
 
   function reasonLabel(reason) {
-    return REASON_LABELS[reason] || str(reason);
+    const r = str(reason);
+    const configured = S.pauseReasons.find((p) => p.code === r);
+    if (configured) return configured.name;
+    return REASON_LABELS[r] || r;
   }
 
   function stateLabel(state, reason) {
     const base = STATE_LABELS[state] || str(state) || '—';
-    if (state === 'not_ready' && reason) return `${base}（${reasonLabel(reason)}）`;
+    if ((state === 'paused' || state === 'not_ready') && reason) {
+      return `${base}（${reasonLabel(reason)}）`;
+    }
     return base;
   }
 
+  /** "logout" / "pause:meal" -> what happens when the call ends. */
+  function afterCallLabel(after) {
+    const a = str(after);
+    if (!a) return '';
+    if (a === 'logout') return '通话结束后退出';
+    if (a.startsWith('pause:')) {
+      const r = a.slice('pause:'.length);
+      return r ? `通话结束后暂停（${reasonLabel(r)}）` : '通话结束后暂停';
+    }
+    return `通话结束后：${a}`;
+  }
+
   function endReasonLabel(reason) {
-    return END_REASONS[reason] || str(reason) || '已结束';
+    return END_REASONS[reason] || reasonLabel(reason) || '已结束';
+  }
+
+  function isBusy(state) {
+    return BUSY_STATES.includes(state);
+  }
+
+  function isSupervisor() {
+    return !!(S.agent && S.agent.role === 'supervisor');
+  }
+
+  function agentName(a) {
+    return str(a && (a.display_name || a.login)) || `#${str(a && a.id)}`;
   }
 
   // ---------------------------------------------------------------- HTTP
@@ -200,7 +341,7 @@
   /**
    * JSON request. Non-2xx responses throw ApiError carrying the server's
    * `error` text. A 401 (other than for login/me) sends the user back to the
-   * login form.
+   * login form. 2xx answers (200 and 202 alike) resolve to the parsed body.
    */
   async function api(method, path, body, { authRedirect = true } = {}) {
     const opts = {
@@ -243,26 +384,92 @@
     return data && typeof data === 'object' ? data : {};
   }
 
+  /**
+   * A loader run on snapshot pushes, at most once every REFRESH_GAP_MS (a trailing
+   * run catches the last push of a burst). `force` skips the wait (user actions).
+   */
+  function makeRefresher(load) {
+    const r = { last: -Infinity, timer: null, running: false, again: false };
+    async function run() {
+      r.running = true;
+      r.last = performance.now();
+      const gen = S.gen;
+      try {
+        await load(gen);
+      } catch (e) {
+        console.error('refresh failed', e);
+      } finally {
+        r.running = false;
+        if (r.again && gen === S.gen) {
+          r.again = false;
+          r.request();
+        }
+      }
+    }
+    r.request = (force = false) => {
+      if (r.running) {
+        r.again = true;
+        return;
+      }
+      if (r.timer) {
+        if (!force) return;
+        clearTimeout(r.timer);
+        r.timer = null;
+      }
+      const wait = force ? 0 : r.last + REFRESH_GAP_MS - performance.now();
+      if (wait <= 0) {
+        run();
+      } else {
+        r.timer = setTimeout(() => {
+          r.timer = null;
+          run();
+        }, wait);
+      }
+    };
+    r.cancel = () => {
+      clearTimeout(r.timer);
+      r.timer = null;
+      r.again = false;
+      r.last = -Infinity;
+    };
+    return r;
+  }
+
   // ---------------------------------------------------------------- views
 
-  function showLogin(message) {
+  function showLogin(message, kind = 'error') {
+    S.gen += 1;
     stopWs();
     stopTicker();
+    for (const r of [wallboardRefresher, worklistRefresher, announcementRefresher]) r.cancel();
     S.csrf = null;
     S.agent = null;
     S.prevAgentState = null;
+    S.selfLogout = false;
+    S.loggedOut = null;
+    S.logoutArmedUntil = 0;
     S.queue = [];
     S.agents = [];
     S.categories = [];
     S.categoriesLoaded = false;
     S.categoriesLoading = null;
+    S.supBusy.clear();
+    S.supArmed = null;
+    S.wb = { missing: false, data: null, fetchedAt: 0, error: '' };
+    S.worklist = { missing: true, items: [], choosing: null, busy: new Set(), error: '' };
+    S.ann = { missing: true, data: null, fromSnapshot: false, dirty: false, busy: false };
     closeCase(true);
     hideDeskMessage();
     renderQueue();
     renderAgents();
+    renderWallboard();
+    renderWorklist();
+    renderAnnouncement();
+    $('ann-text').value = '';
 
     document.body.dataset.view = 'login';
     document.body.dataset.agentState = 'logged_out';
+    document.body.dataset.role = 'agent';
     document.title = '坐席工作台 · 登录';
     $('desk-view').hidden = true;
     $('login-view').hidden = false;
@@ -270,6 +477,7 @@
     const err = $('login-error');
     if (message) {
       err.textContent = message;
+      err.dataset.kind = kind;
       err.hidden = false;
     } else {
       err.textContent = '';
@@ -286,14 +494,23 @@
   }
 
   function enterDesk(data) {
+    const agent = data && data.agent;
+    S.gen += 1;
     S.csrf = str(data.csrf) || null;
+    if (agent && agent.state === 'logged_out') {
+      // The session outlived the agent's login (a supervisor or the end of a call
+      // logged them out): end it, and ask to log in again.
+      endSession('您已退出登录，请重新登录', 'info');
+      return;
+    }
     $('login-view').hidden = true;
     $('desk-view').hidden = false;
     document.body.dataset.view = 'desk';
-    setAgent(data.agent);
+    setAgent(agent);
     renderQueue();
     renderAgents();
     loadCategories();
+    loadPauseReasons();
     startTicker();
     setWsState(false, '正在连接…');
     connectWs();
@@ -308,6 +525,7 @@
     const err = $('login-error');
     if (!login || !password) {
       err.textContent = '请输入用户名和密码';
+      err.dataset.kind = 'error';
       err.hidden = false;
       return;
     }
@@ -322,6 +540,7 @@
       enterDesk(data);
     } catch (e) {
       err.textContent = e.message;
+      err.dataset.kind = 'error';
       err.hidden = false;
       $('password').select();
     } finally {
@@ -330,44 +549,148 @@
     }
   }
 
+  // ---------------------------------------------------------------- pause reasons
+
+  function loadPauseReasons() {
+    const gen = S.gen;
+    api('GET', '/api/pause_reasons')
+      .then((data) => {
+        if (gen !== S.gen) return;
+        const list = Array.isArray(data.reasons) ? data.reasons : [];
+        const clean = list
+          .filter((r) => r && r.code != null)
+          .map((r) => ({ code: str(r.code), name: str(r.name) || str(r.code) }));
+        if (clean.length) S.pauseReasons = clean;
+        S.pauseReasonsLoaded = true;
+        renderPauseReasonOptions();
+        renderAgentHeader();
+        renderAgents();
+      })
+      .catch((e) => {
+        if (e.status !== 401 && gen === S.gen) {
+          showDeskMessage(`暂停原因加载失败：${e.message}`, 'error');
+        }
+      });
+  }
+
+  function fillOptions(sel, options, keep) {
+    const nodes = options.map(([value, text]) => {
+      const o = el('option', { text });
+      o.value = value;
+      return o;
+    });
+    sel.replaceChildren(...nodes);
+    if (keep && options.some(([v]) => v === keep)) sel.value = keep;
+  }
+
+  function renderPauseReasonOptions() {
+    const own = $('pause-reason');
+    fillOptions(own, S.pauseReasons.map((r) => [r.code, r.name]), own.value);
+    // Prefer the reason the agent is paused for.
+    const a = S.agent;
+    if (a && a.state === 'paused' && S.pauseReasons.some((r) => r.code === a.reason)) {
+      own.value = a.reason;
+    }
+    const sup = $('sup-pause-reason');
+    fillOptions(sup, [['supervisor', reasonLabel('supervisor')],
+      ...S.pauseReasons.filter((r) => r.code !== 'supervisor').map((r) => [r.code, r.name])],
+    sup.value || 'supervisor');
+  }
+
   // ---------------------------------------------------------------- agent header
 
   function setAgent(agent) {
     if (!agent || typeof agent !== 'object') return;
     const prev = S.agent ? S.agent.state : null;
+    const prevReason = S.agent ? S.agent.reason : null;
+    const prevRole = S.agent ? S.agent.role : null;
     S.agent = { ...(S.agent || {}), ...agent };
     S.prevAgentState = prev;
+    const a = S.agent;
+
+    // Follow the agent's pause reason in the menu when it changes.
+    if (a.state === 'paused' && (prev !== 'paused' || prevReason !== a.reason) &&
+        S.pauseReasons.some((r) => r.code === a.reason)) {
+      $('pause-reason').value = a.reason;
+    }
+    if (!a.after_call) S.selfLogout = S.selfLogout && a.state === 'logged_out';
+    if (prevRole !== a.role) renderRole();
     renderAgentHeader();
 
-    // The offer went away without a call_ended (e.g. not answered in time):
-    // ringing -> anything but on_call closes the offer phase.
     const cur = S.current;
     if (cur && cur.phase === 'offer' && prev === 'ringing' &&
-        S.agent.state !== 'ringing' && S.agent.state !== 'on_call') {
+        a.state !== 'ringing' && a.state !== 'on_call') {
+      // The offer went away without a call_ended (e.g. not answered in time).
       cur.phase = 'ended';
-      cur.endReason = S.agent.reason || 'offer_withdrawn';
+      cur.endReason = a.reason || 'offer_withdrawn';
+      renderCallBanner();
+    } else if (cur && cur.phase === 'connected' && prev === 'on_call' && a.state !== 'on_call') {
+      // The call is over (call_ended may come a moment later with its reason).
+      cur.phase = 'ended';
       renderCallBanner();
     }
+
+    if (a.state === 'logged_out' && prev && prev !== 'logged_out') onLoggedOut();
+  }
+
+  function renderRole() {
+    const sup = isSupervisor();
+    document.body.dataset.role = sup ? 'supervisor' : 'agent';
+    $('agent-role').hidden = !sup;
+    $('wallboard').hidden = !sup;
+    if (sup) {
+      renderWallboard();
+      wallboardRefresher.request(true);
+    }
+    renderAnnouncement();
+    renderAgents();
   }
 
   function renderAgentHeader() {
     const a = S.agent;
     if (!a) return;
-    $('agent-name').textContent = str(a.display_name || a.login);
+    $('agent-name').textContent = agentName(a);
     const badge = $('agent-state');
     badge.textContent = stateLabel(a.state, a.reason);
     badge.dataset.state = str(a.state);
     document.body.dataset.agentState = str(a.state) || 'logged_out';
+
+    const after = $('after-call');
+    const afterText = afterCallLabel(a.after_call);
+    after.hidden = !afterText;
+    after.dataset.kind = str(a.after_call).startsWith('pause') ? 'pause' : 'logout';
+    $('after-call-text').textContent = afterText;
+    $('btn-cancel-pending').disabled = S.statePending;
+
     renderAgentButtons();
+    renderWrapUp();
     tickAgentSince();
     updateTitle();
   }
 
   function renderAgentButtons() {
-    const state = S.agent ? S.agent.state : null;
-    const busy = state === 'ringing' || state === 'on_call';
-    $('btn-ready').disabled = S.statePending || state === 'ready' || busy;
-    $('btn-not-ready').disabled = S.statePending || state === 'not_ready' || state === 'on_call';
+    const a = S.agent;
+    const state = a ? a.state : null;
+    const busy = isBusy(state);
+    const out = !a || state === 'logged_out';
+    const ready = $('btn-ready');
+    ready.hidden = isSupervisor(); // no phone: a supervisor takes no calls
+    ready.disabled = S.statePending || out || state === 'ready' || busy;
+
+    const sel = $('pause-reason');
+    const reason = sel.value;
+    const pause = $('btn-not-ready');
+    sel.disabled = S.statePending || out;
+    pause.disabled = S.statePending || out ||
+      (state === 'paused' && a.reason === reason) ||
+      (busy && a.after_call === `pause:${reason}`);
+    pause.textContent = busy ? '通话后暂停' : '暂停';
+    pause.title = busy
+      ? `通话结束后暂停（${reasonLabel(reason)}）`
+      : `暂停接听（${reasonLabel(reason)}）`;
+
+    const wrapBusy = S.statePending || state !== 'wrap_up';
+    $('btn-wrap-up-ready').disabled = wrapBusy;
   }
 
   function tickAgentSince() {
@@ -377,25 +700,114 @@
     out.textContent = secs == null ? '' : `已持续 ${fmtDuration(secs)}`;
   }
 
-  async function setState(state) {
+  async function setState(state, reason) {
     if (S.statePending) return;
     S.statePending = true;
-    renderAgentButtons();
+    renderAgentHeader();
+    const gen = S.gen;
     try {
-      const data = await api('POST', '/api/agent/state', { state });
-      if (data.agent) setAgent(data.agent);
+      const body = { state };
+      if (reason) body.reason = reason;
+      const data = await api('POST', '/api/agent/state', body);
+      if (gen !== S.gen) return;
+      if (data.agent) {
+        setAgent(data.agent);
+        mergeOwnAgentRow();
+      }
       hideDeskMessage();
     } catch (e) {
-      if (e.status !== 401) showDeskMessage(e.message, 'error');
+      if (e.status !== 401 && gen === S.gen) showDeskMessage(e.message, 'error');
     } finally {
       S.statePending = false;
-      renderAgentButtons();
+      if (gen === S.gen) renderAgentHeader();
     }
   }
 
-  async function onLogout() {
+  function onPauseClick() {
+    setState('paused', $('pause-reason').value || undefined);
+  }
+
+  /** Ready during a call cancels the pending pause / logout. */
+  function onCancelPending() {
+    S.selfLogout = false;
+    setState('ready');
+  }
+
+  // ---------------------------------------------------------------- wrap-up
+
+  function renderWrapUp() {
+    const a = S.agent;
+    const on = !!(a && a.state === 'wrap_up');
+    $('wrap-up-bar').hidden = !on;
+    if (on) document.body.dataset.wrapUp = '1';
+    else delete document.body.dataset.wrapUp;
+    tickWrapUp();
+  }
+
+  function wrapUpLeft() {
+    const a = S.agent;
+    if (!a || a.state !== 'wrap_up') return null;
+    const until = Date.parse(a.wrap_up_until);
+    if (Number.isNaN(until)) return null;
+    return Math.max(0, (until - serverNow()) / 1000);
+  }
+
+  function tickWrapUp() {
+    const a = S.agent;
+    if (!a || a.state !== 'wrap_up') return;
+    const left = wrapUpLeft();
+    const bar = $('wrap-up-bar');
+    const hint = $('wrap-up-hint');
+    if (left == null) {
+      $('wrap-up-countdown').textContent = '—';
+      bar.dataset.urgent = '';
+      hint.textContent = '完成工单后请点击“就绪”';
+      return;
+    }
+    $('wrap-up-countdown').textContent = fmtMmSs(Math.ceil(left));
+    bar.dataset.urgent = left <= 10 ? '1' : '';
     const cur = S.current;
-    if (cur && cur.dirty.size > 0 && Date.now() > S.logoutArmedUntil) {
+    const unsaved = cur && cur.dirty.size > 0;
+    if (left <= 0) hint.textContent = '即将自动就绪';
+    else hint.textContent = unsaved ? '工单尚未保存！倒计时结束后自动就绪' : '倒计时结束后自动就绪';
+    hint.dataset.kind = unsaved ? 'warn' : '';
+  }
+
+  async function onWrapUpExtend() {
+    const btn = $('btn-wrap-up-extend');
+    if (btn.disabled) return;
+    btn.disabled = true;
+    const gen = S.gen;
+    const before = S.agent ? S.agent.wrap_up_until : null;
+    try {
+      const data = await api('POST', '/api/agent/wrap_up', { seconds: 30 });
+      if (gen !== S.gen) return;
+      if (data.agent) {
+        setAgent(data.agent);
+        mergeOwnAgentRow();
+        if (data.agent.wrap_up_until === before) {
+          showDeskMessage('话后处理时间已达上限，无法再延长', 'info');
+        } else {
+          hideDeskMessage();
+        }
+      }
+    } catch (e) {
+      if (e.status === 401 || gen !== S.gen) return;
+      showDeskMessage(e.status === 409 ? `无法延长：${e.message}` : `延长失败：${e.message}`,
+        'error');
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- logout
+
+  async function onLogout() {
+    const a = S.agent;
+    const busy = a && isBusy(a.state);
+    const cur = S.current;
+    // During a call the logout waits for its end: nothing is lost yet.
+    if (!busy && cur && cur.dirty.size > 0 && Date.now() > S.logoutArmedUntil) {
       S.logoutArmedUntil = Date.now() + 8000;
       showDeskMessage('当前工单有未保存的修改。再次点击“退出”将放弃修改并退出。', 'error');
       return;
@@ -403,17 +815,55 @@
     S.logoutArmedUntil = 0;
     const btn = $('btn-logout');
     btn.disabled = true;
+    const gen = S.gen;
+    let data = null;
     try {
-      await api('POST', '/api/logout', {}, { authRedirect: false });
+      data = await api('POST', '/api/logout', {}, { authRedirect: false });
     } catch (e) {
       if (e.status !== 401) {
-        showDeskMessage(`退出失败：${e.message}`, 'error');
+        if (gen === S.gen) showDeskMessage(`退出失败：${e.message}`, 'error');
         btn.disabled = false;
         return;
       }
     }
     btn.disabled = false;
+    if (gen !== S.gen) return;
+    if (data && data.pending) {
+      // On a call: the server logs us out when it ends; the desk stays open till then.
+      S.selfLogout = true;
+      if (data.agent) {
+        setAgent(data.agent);
+        mergeOwnAgentRow();
+      }
+      showDeskMessage('正在通话：通话结束后将自动退出。可点击“取消”撤销。', 'info');
+      return;
+    }
     showLogin();
+  }
+
+  /** The server logged this agent out (a pending logout after the call, or a supervisor). */
+  function onLoggedOut() {
+    const message = S.selfLogout ? '您已退出登录' : '您已被退出登录（值班长或系统操作）';
+    S.selfLogout = false;
+    const cur = S.current;
+    if (cur && (cur.connectedSeen || cur.dirty.size > 0)) {
+      // Let the agent finish the case first.
+      S.loggedOut = { message };
+      showDeskMessage(`${message}。请保存并关闭当前工单，之后返回登录页。`, 'info',
+        { label: '退出', run: onLogout });
+      renderAgentButtons();
+      return;
+    }
+    endSession(message, 'info');
+  }
+
+  /** End the server session (it outlives a logout done by the server) and show login. */
+  async function endSession(message, kind) {
+    S.gen += 1;
+    try {
+      await api('POST', '/api/logout', {}, { authRedirect: false });
+    } catch (_e) { /* the session may already be gone */ }
+    showLogin(message, kind);
   }
 
   function updateTitle() {
@@ -421,7 +871,8 @@
     let prefix = '';
     if (cur && cur.phase === 'offer') prefix = '【来电振铃】';
     else if (S.agent && S.agent.state === 'on_call') prefix = '【通话中】';
-    const name = S.agent ? str(S.agent.display_name || S.agent.login) : '';
+    else if (S.agent && S.agent.state === 'wrap_up') prefix = '【话后处理】';
+    const name = S.agent ? agentName(S.agent) : '';
     document.title = `${prefix}坐席工作台${name ? ` · ${name}` : ''}`;
   }
 
@@ -431,18 +882,9 @@
     const box = $('desk-error');
     box.replaceChildren(el('span', { className: 'desk-error-text', text }));
     if (action) {
-      const b = el('button', { className: 'btn btn-small', text: action.label });
-      b.type = 'button';
-      b.addEventListener('click', (ev) => {
-        ev.stopPropagation();
-        action.run();
-      });
-      box.appendChild(b);
+      box.appendChild(button(action.label, 'btn btn-small', () => action.run()));
     }
-    const x = el('button', { className: 'btn btn-small btn-ghost', text: '知道了' });
-    x.type = 'button';
-    x.addEventListener('click', hideDeskMessage);
-    box.appendChild(x);
+    box.appendChild(button('知道了', 'btn btn-small btn-ghost', hideDeskMessage));
     box.dataset.kind = kind;
     box.hidden = false;
   }
@@ -458,14 +900,18 @@
   function loadCategories() {
     if (S.categoriesLoaded) return Promise.resolve();
     if (S.categoriesLoading) return S.categoriesLoading;
+    const gen = S.gen;
     S.categoriesLoading = api('GET', '/api/categories')
       .then((data) => {
+        if (gen !== S.gen) return;
         S.categories = Array.isArray(data.categories) ? data.categories : [];
         S.categoriesLoaded = true;
         renderCategoryOptions();
       })
       .catch((e) => {
-        if (e.status !== 401) showDeskMessage(`类别列表加载失败：${e.message}`, 'error');
+        if (e.status !== 401 && gen === S.gen) {
+          showDeskMessage(`类别列表加载失败：${e.message}`, 'error');
+        }
       })
       .finally(() => {
         S.categoriesLoading = null;
@@ -538,6 +984,12 @@
       if (S.ws !== ws) return;
       openedAt = performance.now();
       setWsState(true);
+      // The server may have been upgraded while we were away: ask again for
+      // what answered 404 before (the first snapshot triggers the loads).
+      S.wb.missing = false;
+      S.worklist.missing = false;
+      S.ann.missing = false;
+      S.ann.fromSnapshot = false;
     });
 
     ws.addEventListener('message', (ev) => {
@@ -633,6 +1085,10 @@
           mergeOwnAgentRow();
         }
         break;
+      case 'announcement':
+        // Not sent yet; taken if the server ever pushes it on its own.
+        if (msg.announcement !== undefined) applyAnnouncement(msg.announcement, true);
+        break;
       default:
         break;
     }
@@ -645,15 +1101,23 @@
     S.queue = Array.isArray(q.waiting) ? q.waiting : [];
     S.agents = Array.isArray(q.agents) ? q.agents : [];
     S.queueReceivedAt = performance.now();
-    const at = Date.parse(msg.at);
-    if (!Number.isNaN(at)) S.serverOffsetMs = at - Date.now();
+    noteServerTime(msg.at);
 
     if (S.agent) {
       const me = S.agents.find((a) => a && a.id === S.agent.id);
       if (me) setAgent(me);
     }
+    if (!S.agent) return; // setAgent may have ended the session
     renderQueue();
     renderAgents();
+
+    if (Object.prototype.hasOwnProperty.call(msg, 'announcement')) {
+      applyAnnouncement(msg.announcement, true);
+    } else if (!S.ann.missing) {
+      announcementRefresher.request();
+    }
+    if (isSupervisor() && !S.wb.missing) wallboardRefresher.request();
+    if (!S.worklist.missing) worklistRefresher.request();
   }
 
   function mergeOwnAgentRow() {
@@ -690,9 +1154,21 @@
       const secs = waitedSeconds(item);
       const waitCell = el('td', { className: `num ${waitClass(secs)}`, text: fmtMmSs(secs) });
       const dialled = str(item.dialled_number);
-      const tr = el('tr', { dataset: { callId: str(item.call_id), dialled } }, [
+      const prio = num(item.priority) || 0;
+      const serviceInner = el('span', { className: 'cell-flex' }, [
+        el('span', { text: serviceLabel(item.service) }),
+      ]);
+      if (prio > 0) {
+        serviceInner.appendChild(el('span', {
+          className: 'prio-badge', text: '优先', title: `优先级 ${prio}`,
+        }));
+      }
+      const serviceCell = el('td', {}, [serviceInner]);
+      const tr = el('tr', {
+        dataset: { callId: str(item.call_id), dialled, priority: prio > 0 ? prio : null },
+      }, [
         el('td', { className: `dialled dial-${dialled.replace(/[^0-9A-Za-z_-]/g, '')}`, text: dialledLabel(dialled) }),
-        el('td', { text: serviceLabel(item.service) }),
+        serviceCell,
         el('td', { className: 'mono', text: str(item.caller_masked) || '—' }),
         waitCell,
       ]);
@@ -713,53 +1189,65 @@
     }
   }
 
-  const STATE_ORDER = { on_call: 0, ringing: 1, ready: 2, not_ready: 3, logged_out: 4 };
+  const STATE_ORDER = {
+    on_call: 0, ringing: 1, wrap_up: 2, ready: 3, paused: 4, not_ready: 4, logged_out: 5,
+  };
 
   function renderAgents() {
     const tbody = $('agents-table').tBodies[0];
+    const sup = isSupervisor();
     const list = S.agents
       .filter((a) => a && typeof a === 'object')
       .map((a, i) => ({ a, i }))
       .sort((x, y) => {
-        const ox = STATE_ORDER[x.a.state] ?? 5;
-        const oy = STATE_ORDER[y.a.state] ?? 5;
+        const ox = STATE_ORDER[x.a.state] ?? 6;
+        const oy = STATE_ORDER[y.a.state] ?? 6;
         return ox - oy || x.i - y.i;
       })
       .map((x) => x.a);
 
-    const counts = { ready: 0, not_ready: 0, ringing: 0, on_call: 0 };
+    const counts = { ready: 0, ringing: 0, on_call: 0, wrap_up: 0, paused: 0 };
     const rows = [];
     S.agentRows = [];
     for (const a of list) {
-      if (a.state in counts) counts[a.state] += 1;
+      const st = a.state === 'not_ready' ? 'paused' : a.state;
+      if (st in counts) counts[st] += 1;
       const isMe = S.agent && a.id === S.agent.id;
-      const nameCell = el('td', { className: 'agent-cell' }, [
+      const nameInner = el('span', { className: 'cell-flex' }, [
         el('span', { text: str(a.display_name) || `#${str(a.id)}` }),
       ]);
-      if (isMe) nameCell.appendChild(el('span', { className: 'me-tag', text: '本人' }));
+      if (isMe) nameInner.appendChild(el('span', { className: 'me-tag', text: '本人' }));
+      if (a.role === 'supervisor') {
+        nameInner.appendChild(el('span', { className: 'role-tag small', text: '值班长' }));
+      }
+      const nameCell = el('td', { className: 'agent-cell' }, [nameInner]);
+      const stateCell = el('td', { className: 'state-cell' }, [
+        el('span', {
+          className: 'state-badge small',
+          text: stateLabel(a.state, a.reason),
+          dataset: { state: str(a.state) },
+        }),
+      ]);
+      if (a.after_call) {
+        stateCell.appendChild(el('span', {
+          className: 'after-call small', text: afterCallLabel(a.after_call),
+        }));
+      }
       const secs = secondsSince(a.since);
       const sinceCell = el('td', { className: 'num', text: secs == null ? '' : fmtDuration(secs) });
       const tr = el('tr', {
         className: isMe ? 'is-me' : '',
-        dataset: { agentId: str(a.id), state: str(a.state) },
-      }, [
-        nameCell,
-        el('td', {}, [
-          el('span', {
-            className: 'state-badge small',
-            text: stateLabel(a.state, a.reason),
-            dataset: { state: str(a.state) },
-          }),
-        ]),
-        sinceCell,
-      ]);
+        dataset: { agentId: str(a.id), state: str(a.state), afterCall: a.after_call || null },
+      }, [nameCell, stateCell, sinceCell]);
+      if (sup) tr.appendChild(supervisorActions(a));
       rows.push(tr);
       S.agentRows.push({ agent: a, cell: sinceCell });
     }
     tbody.replaceChildren(...rows);
     $('agents-empty').hidden = rows.length > 0;
     $('agents-summary').textContent = rows.length
-      ? `就绪 ${counts.ready} · 振铃 ${counts.ringing} · 通话 ${counts.on_call} · 未就绪 ${counts.not_ready}`
+      ? `就绪 ${counts.ready} · 振铃 ${counts.ringing} · 通话 ${counts.on_call} · ` +
+        `话后 ${counts.wrap_up} · 暂停 ${counts.paused}`
       : '';
   }
 
@@ -767,6 +1255,424 @@
     for (const { agent, cell } of S.agentRows) {
       const secs = secondsSince(agent.since);
       cell.textContent = secs == null ? '' : fmtDuration(secs);
+    }
+  }
+
+  // ---------------------------------------------------------------- supervisor
+
+  function supervisorActions(a) {
+    const cell = el('td', { className: 'sup-actions' });
+    if (a.role === 'supervisor') return cell; // no phone, nothing to steer
+    const st = a.state;
+    const busy = isBusy(st);
+    const out = st === 'logged_out';
+    const inFlight = S.supBusy.has(a.id);
+    const reason = $('sup-pause-reason').value || 'supervisor';
+
+    const pause = button('暂停', 'btn btn-small btn-sup-pause',
+      () => superviseAgent(a, 'paused'),
+      busy ? `通话结束后暂停（${reasonLabel(reason)}）` : `暂停（${reasonLabel(reason)}）`);
+    pause.disabled = inFlight || out || (st === 'paused' && a.reason === reason) ||
+      (busy && a.after_call === `pause:${reason}`);
+
+    const armed = S.supArmed && S.supArmed.id === a.id && Date.now() < S.supArmed.until;
+    const logout = button(armed ? '确认退出' : '退出', 'btn btn-small btn-sup-logout',
+      () => superviseAgent(a, 'logged_out'),
+      busy ? '通话结束后退出' : '将该坐席退出登录');
+    logout.disabled = inFlight || out || (busy && a.after_call === 'logout');
+    if (armed) logout.dataset.armed = '1';
+
+    const cancel = busy && !!a.after_call;
+    const ready = button(cancel ? '撤销' : '就绪', 'btn btn-small btn-sup-ready',
+      () => superviseAgent(a, 'ready'),
+      cancel ? '撤销通话结束后的操作' : '设为就绪');
+    ready.disabled = inFlight || out || st === 'ready' || (busy && !a.after_call);
+
+    cell.append(pause, logout, ready);
+    return cell;
+  }
+
+  async function superviseAgent(a, state) {
+    if (S.supBusy.has(a.id)) return;
+    if (state === 'logged_out') {
+      const armed = S.supArmed && S.supArmed.id === a.id && Date.now() < S.supArmed.until;
+      if (!armed) {
+        S.supArmed = { id: a.id, until: Date.now() + ARM_MS };
+        renderAgents();
+        setTimeout(() => {
+          if (S.supArmed && S.supArmed.id === a.id && Date.now() >= S.supArmed.until) {
+            S.supArmed = null;
+            renderAgents();
+          }
+        }, ARM_MS + 50);
+        return;
+      }
+    }
+    S.supArmed = null;
+    const body = { state };
+    if (state === 'paused') body.reason = $('sup-pause-reason').value || 'supervisor';
+    S.supBusy.add(a.id);
+    renderAgents();
+    const gen = S.gen;
+    const name = agentName(a);
+    try {
+      const data = await api('POST',
+        `/api/supervisor/agents/${encodeURIComponent(str(a.id))}/state`, body);
+      if (gen !== S.gen) return;
+      const updated = data.agent && typeof data.agent === 'object' ? data.agent : null;
+      if (updated) {
+        const { login: _login, ...row } = updated;
+        const i = S.agents.findIndex((x) => x && x.id === updated.id);
+        if (i >= 0) S.agents[i] = { ...S.agents[i], ...row };
+      }
+      if (data.pending) {
+        const what = afterCallLabel(updated && updated.after_call) ||
+          (state === 'logged_out' ? '通话结束后退出' : '通话结束后暂停');
+        showDeskMessage(`${name} 正在通话：已安排${what}`, 'info');
+      } else if (state === 'ready' && a.after_call && isBusy(a.state)) {
+        showDeskMessage(`已撤销 ${name} 通话结束后的操作`, 'info');
+      }
+    } catch (e) {
+      if (e.status !== 401 && gen === S.gen) showDeskMessage(`${name}：${e.message}`, 'error');
+    } finally {
+      S.supBusy.delete(a.id);
+      if (gen === S.gen) renderAgents();
+    }
+  }
+
+  // ---------------------------------------------------------------- wallboard
+
+  const wallboardRefresher = makeRefresher(async (gen) => {
+    if (!isSupervisor()) return;
+    const interval = $('wb-interval').value || '15';
+    try {
+      const data = await api('GET', `/api/wallboard?interval=${encodeURIComponent(interval)}`);
+      if (gen !== S.gen) return;
+      S.wb = { missing: false, data, fetchedAt: performance.now(), error: '' };
+      noteServerTime(data.now);
+    } catch (e) {
+      if (gen !== S.gen || e.status === 401) return;
+      if (e.status === 404) {
+        S.wb = { missing: true, data: null, fetchedAt: 0, error: '' };
+      } else {
+        S.wb.error = e.message;
+      }
+    }
+    renderWallboard();
+  });
+
+  function renderWallboard() {
+    const wb = S.wb;
+    const d = wb.data && typeof wb.data === 'object' ? wb.data : null;
+    $('wb-empty').hidden = !!d;
+    $('wb-body').hidden = !d;
+    const upd = $('wb-updated');
+    if (!d) {
+      $('wb-empty').textContent = wb.error ? `暂无数据（${wb.error}）` : '暂无数据';
+      upd.textContent = '';
+      return;
+    }
+    const t = Date.parse(d.now);
+    upd.textContent = wb.error
+      ? `更新失败：${wb.error}`
+      : Number.isNaN(t) ? '' : `更新于 ${fmtClock(new Date(t))}`;
+    upd.dataset.kind = wb.error ? 'error' : '';
+
+    const queues = Array.isArray(d.queues) ? d.queues.filter((q) => q && typeof q === 'object') : [];
+    const waiting = queues.reduce((sum, q) => sum + (num(q.waiting) || 0), 0);
+    const w = $('wb-waiting');
+    w.textContent = String(waiting);
+    w.dataset.level = waiting === 0 ? 'none' : waiting >= 5 ? 'high' : 'some';
+    // Per queue, when there are several: only those with callers waiting.
+    const busyQueues = queues.length > 1 ? queues.filter((q) => (num(q.waiting) || 0) > 0) : [];
+    const qBox = $('wb-queues');
+    qBox.replaceChildren(...busyQueues.map((q) => el('span', {
+      className: 'wb-queue',
+      text: `${str(q.name) || str(q.queue)} ${fmtCount(q.waiting)} 个排队` +
+        (num(q.longest_wait) ? `，最长 ${fmtMmSs(q.longest_wait)}` : ''),
+    })));
+    tickWallboard();
+
+    const ag = d.agents && typeof d.agents === 'object' ? d.agents : {};
+    const chips = ['ready', 'ringing', 'on_call', 'wrap_up', 'paused', 'logged_out']
+      .map((st) => el('span', { className: 'wb-chip', dataset: { state: st } }, [
+        el('span', { className: 'wb-chip-label', text: STATE_LABELS[st] }),
+        el('span', { className: 'wb-chip-num', text: fmtCount(ag[st] ?? 0) }),
+      ]));
+    $('wb-agents').replaceChildren(...chips);
+
+    const slSecs = num(d.service_level_seconds);
+    const slLabel = slSecs == null ? '服务水平' : `${slSecs}秒接通率`;
+    $('wb-sl-label').textContent = slLabel;
+    $('wb-intervals-sl').textContent = slLabel;
+    const shortSecs = num(d.short_abandon_seconds);
+    const today = d.today && typeof d.today === 'object' ? d.today : {};
+    $('wb-offered').textContent = fmtCount(today.offered);
+    $('wb-answered').textContent = fmtCount(today.answered);
+    $('wb-answer-rate').textContent = fmtPercent(today.answer_rate);
+    $('wb-service-level').textContent = fmtPercent(today.service_level);
+    $('wb-asa').textContent = fmtStatSeconds(today.asa);
+    $('wb-aht').textContent = fmtStatSeconds(today.aht);
+    const ab = $('wb-abandoned');
+    ab.textContent = `${fmtCount(today.abandoned)}（短时 ${fmtCount(today.short_abandoned)}）`;
+    ab.title = shortSecs == null ? '' : `短时放弃：等待不足 ${shortSecs} 秒即挂机`;
+
+    const intervals = (Array.isArray(d.intervals) ? d.intervals : [])
+      .filter((x) => x && typeof x === 'object')
+      .map((x) => ({ x, t: Date.parse(x.start) }))
+      .sort((p, q) => (Number.isNaN(q.t) ? 0 : q.t) - (Number.isNaN(p.t) ? 0 : p.t));
+    const minutes = num($('wb-interval').value) || 15;
+    const rows = intervals.map(({ x, t }) => {
+      const label = Number.isNaN(t)
+        ? str(x.start)
+        : `${fmtHm(new Date(t))}–${fmtHm(new Date(t + minutes * 60000))}`;
+      return el('tr', { dataset: { start: str(x.start) } }, [
+        el('td', { className: 'mono', text: label }),
+        el('td', { className: 'num', text: fmtCount(x.offered) }),
+        el('td', { className: 'num', text: fmtCount(x.answered) }),
+        el('td', { className: 'num', text: `${fmtCount(x.abandoned)}（${fmtCount(x.short_abandoned)}）` }),
+        el('td', { className: 'num', text: fmtPercent(x.answer_rate) }),
+        el('td', { className: 'num', text: fmtPercent(x.service_level) }),
+        el('td', { className: 'num', text: fmtStatSeconds(x.asa) }),
+        el('td', { className: 'num', text: fmtStatSeconds(x.aht) }),
+      ]);
+    });
+    $('wb-intervals').tBodies[0].replaceChildren(...rows);
+    $('wb-intervals-empty').hidden = rows.length > 0;
+  }
+
+  /** The longest wait keeps growing between refreshes. */
+  function tickWallboard() {
+    const d = S.wb.data;
+    if (!d || !isSupervisor()) return;
+    const queues = Array.isArray(d.queues) ? d.queues : [];
+    let longest = 0;
+    let waiting = 0;
+    for (const q of queues) {
+      if (!q) continue;
+      waiting += num(q.waiting) || 0;
+      longest = Math.max(longest, num(q.longest_wait) || 0);
+    }
+    if (waiting > 0 && longest > 0) longest += (performance.now() - S.wb.fetchedAt) / 1000;
+    const out = $('wb-longest');
+    out.textContent = fmtMmSs(longest);
+    out.dataset.level = waiting === 0 ? 'none' : longest >= 180 ? 'high' : longest >= 60 ? 'some' : 'none';
+  }
+
+  // ---------------------------------------------------------------- worklist
+
+  const worklistRefresher = makeRefresher(async (gen) => {
+    try {
+      const data = await api('GET', '/api/worklist');
+      if (gen !== S.gen) return;
+      S.worklist.missing = false;
+      S.worklist.error = '';
+      S.worklist.items = Array.isArray(data.items)
+        ? data.items.filter((i) => i && typeof i === 'object' && i.call_id != null)
+        : [];
+    } catch (e) {
+      if (gen !== S.gen || e.status === 401) return;
+      if (e.status === 404) {
+        S.worklist.missing = true;
+        S.worklist.items = [];
+      } else {
+        S.worklist.error = e.message;
+      }
+    }
+    renderWorklist();
+  });
+
+  function renderWorklist() {
+    const W = S.worklist;
+    $('worklist').hidden = W.missing;
+    if (W.missing) return;
+    const rows = W.items.map((item) => {
+      const id = str(item.call_id);
+      const dialled = str(item.dialled_number);
+      const waited = num(item.waited_seconds);
+      const waitCell = el('td', {
+        className: 'num mono',
+        text: waited == null ? '—' : fmtMmSs(waited),
+        title: num(item.position) ? `放弃时排第 ${num(item.position)} 位` : '',
+      });
+      const open = !item.status || item.status === 'open';
+      return el('tr', { dataset: { callId: id, kind: str(item.kind) } }, [
+        el('td', {}, [el('span', {
+          className: 'kind-badge', text: WORKLIST_KINDS[item.kind] || str(item.kind) || '—',
+          dataset: { kind: str(item.kind) },
+        })]),
+        el('td', {
+          className: `dialled dial-${dialled.replace(/[^0-9A-Za-z_-]/g, '')}`,
+          text: dialledLabel(dialled),
+        }),
+        el('td', { className: 'mono', text: str(item.caller_masked) || '（未显示号码）' }),
+        el('td', { className: 'mono', text: item.at ? fmtWhen(item.at) : '' }),
+        waitCell,
+        el('td', { className: 'mono', text: str(item.case_no) || '—' }),
+        el('td', { className: 'num', text: fmtCount(item.attempts ?? 0) }),
+        open ? worklistActions(id) : el('td', { text: str(item.status) }),
+      ]);
+    });
+    $('worklist-table').tBodies[0].replaceChildren(...rows);
+    $('worklist-count').textContent = String(rows.length);
+    $('worklist-count').dataset.level = rows.length === 0 ? 'none' : 'some';
+    $('worklist-empty').hidden = rows.length > 0;
+    const st = $('worklist-status');
+    st.textContent = W.error ? `刷新失败：${W.error}` : '';
+    st.dataset.kind = W.error ? 'error' : '';
+  }
+
+  function worklistActions(id) {
+    const W = S.worklist;
+    const cell = el('td', { className: 'worklist-actions' });
+    const busy = W.busy.has(id);
+    if (W.choosing === id) {
+      for (const [outcome, label] of WORKLIST_OUTCOMES) {
+        const b = button(label, 'btn btn-small btn-outcome', () => worklistDone(id, outcome));
+        b.dataset.outcome = outcome;
+        b.disabled = busy;
+        cell.appendChild(b);
+      }
+      const cancel = button('取消', 'btn btn-small btn-ghost', () => {
+        W.choosing = null;
+        renderWorklist();
+      });
+      cancel.disabled = busy;
+      cell.appendChild(cancel);
+    } else {
+      const b = button('已回拨', 'btn btn-small btn-worklist-done', () => {
+        W.choosing = id;
+        renderWorklist();
+      }, '记录回拨结果');
+      b.disabled = busy;
+      cell.appendChild(b);
+    }
+    return cell;
+  }
+
+  async function worklistDone(id, outcome) {
+    const W = S.worklist;
+    if (W.busy.has(id)) return;
+    W.busy.add(id);
+    renderWorklist();
+    const gen = S.gen;
+    try {
+      const data = await api('POST', `/api/worklist/${encodeURIComponent(id)}/done`,
+        { outcome });
+      if (gen !== S.gen) return;
+      // 'no_answer' counts an attempt and keeps the item open; the others close it.
+      const stillOpen = data.status ? data.status === 'open' : outcome === 'no_answer';
+      if (stillOpen) {
+        W.items = W.items.map((i) => (str(i.call_id) === id
+          ? { ...i, attempts: data.attempts ?? (num(i.attempts) || 0) + 1 } : i));
+      } else {
+        W.items = W.items.filter((i) => str(i.call_id) !== id);
+      }
+      if (W.choosing === id) W.choosing = null;
+      worklistRefresher.request(true);
+    } catch (e) {
+      if (e.status !== 401 && gen === S.gen) showDeskMessage(`回拨记录失败：${e.message}`, 'error');
+    } finally {
+      W.busy.delete(id);
+      if (gen === S.gen) renderWorklist();
+    }
+  }
+
+  // ---------------------------------------------------------------- announcement
+
+  const announcementRefresher = makeRefresher(async (gen) => {
+    try {
+      const data = await api('GET', '/api/announcement');
+      if (gen !== S.gen || S.ann.fromSnapshot) return;
+      applyAnnouncement(data.announcement && typeof data.announcement === 'object'
+        ? data.announcement : data, false);
+    } catch (e) {
+      if (gen !== S.gen || e.status === 401) return;
+      if (e.status === 404 && !S.ann.fromSnapshot) {
+        S.ann.missing = true;
+        S.ann.data = null;
+        renderAnnouncement();
+      }
+    }
+  });
+
+  function applyAnnouncement(ann, fromSnapshot) {
+    S.ann.missing = false;
+    if (fromSnapshot) S.ann.fromSnapshot = true;
+    S.ann.data = ann && typeof ann === 'object' ? ann : { mode: 'off', text: '' };
+    renderAnnouncement();
+  }
+
+  function renderAnnouncement() {
+    const A = S.ann;
+    const d = A.data;
+    const mode = d && ANNOUNCEMENT_MODES[d.mode] ? d.mode : 'off';
+    const on = !A.missing && !!S.agent && mode !== 'off';
+    const banner = $('announcement-banner');
+    banner.hidden = !on;
+    banner.dataset.mode = mode;
+    if (on) {
+      $('announcement-kind').textContent = ANNOUNCEMENT_MODES[mode];
+      $('announcement-text').textContent = str(d.text);
+      const meta = [str(d.set_by), d.at ? fmtWhen(d.at) : ''].filter(Boolean).join(' · ');
+      $('announcement-meta').textContent = meta ? `（${meta}）` : '';
+    }
+
+    $('announcement-panel').hidden = A.missing || !isSupervisor();
+    if (A.missing || !isSupervisor()) return;
+    const cur = $('ann-current');
+    cur.dataset.mode = mode;
+    if (mode === 'off') {
+      cur.textContent = '当前：未启用';
+    } else {
+      const by = [str(d.set_by), d.at ? fmtWhen(d.at) : ''].filter(Boolean).join(' ');
+      cur.textContent = `当前：${ANNOUNCEMENT_MODES[mode]}已启用${by ? `（${by} 设置）` : ''}`;
+    }
+    // Do not overwrite what the supervisor is typing.
+    if (!A.dirty && document.activeElement !== $('ann-text')) {
+      if (mode !== 'off') {
+        $('ann-mode').value = mode;
+        $('ann-text').value = str(d.text);
+      }
+    }
+    $('btn-ann-disable').disabled = A.busy || mode === 'off';
+    $('btn-ann-enable').disabled = A.busy;
+  }
+
+  async function setAnnouncement(mode) {
+    const A = S.ann;
+    if (A.busy) return;
+    const text = $('ann-text').value.trim();
+    const status = $('ann-status');
+    if (mode !== 'off' && !text) {
+      status.textContent = '请输入通知内容';
+      status.dataset.kind = 'error';
+      $('ann-text').focus();
+      return;
+    }
+    A.busy = true;
+    renderAnnouncement();
+    status.textContent = '正在保存…';
+    status.dataset.kind = 'pending';
+    const gen = S.gen;
+    try {
+      const data = await api('POST', '/api/supervisor/announcement', { mode, text });
+      if (gen !== S.gen) return;
+      A.dirty = false;
+      const ann = data.announcement && typeof data.announcement === 'object'
+        ? data.announcement : (typeof data.mode === 'string' ? data : null);
+      if (ann) applyAnnouncement(ann, false);
+      else announcementRefresher.request(true);
+      status.textContent = mode === 'off' ? '已关闭' : '已启用';
+      status.dataset.kind = 'ok';
+    } catch (e) {
+      if (e.status !== 401 && gen === S.gen) {
+        status.textContent = e.message;
+        status.dataset.kind = 'error';
+      }
+    } finally {
+      A.busy = false;
+      if (gen === S.gen) renderAnnouncement();
     }
   }
 
@@ -965,8 +1871,8 @@
       head = '通话中';
       sub = line;
     } else {
-      const why = endReasonLabel(cur.endReason);
-      head = cur.connectedSeen ? `通话已结束（${why}）` : `来电未接通（${why}）`;
+      const why = cur.endReason ? `（${endReasonLabel(cur.endReason)}）` : '';
+      head = cur.connectedSeen ? `通话已结束${why}` : `来电未接通${why}`;
       sub = cur.connectedSeen ? '请完善工单并保存' : line;
     }
     const timer = el('span', { className: 'call-timer' });
@@ -1000,6 +1906,7 @@
       return;
     }
     closeCase(true);
+    if (S.loggedOut) endSession(S.loggedOut.message, 'info');
   }
 
   function closeCase(force) {
@@ -1026,10 +1933,13 @@
     tickAgents();
     tickAgentSince();
     tickCallTimer();
+    tickWrapUp();
+    tickWallboard();
   }
 
   function startTicker() {
-    if (!S.ticker) S.ticker = setInterval(tick, 1000);
+    // Twice a second, so that the wrap-up countdown does not skip a second.
+    if (!S.ticker) S.ticker = setInterval(tick, 500);
   }
 
   function stopTicker() {
@@ -1042,8 +1952,25 @@
   function bind() {
     $('login-form').addEventListener('submit', onLoginSubmit);
     $('btn-ready').addEventListener('click', () => setState('ready'));
-    $('btn-not-ready').addEventListener('click', () => setState('not_ready'));
+    $('btn-not-ready').addEventListener('click', onPauseClick);
+    $('pause-reason').addEventListener('change', renderAgentButtons);
+    $('btn-cancel-pending').addEventListener('click', onCancelPending);
     $('btn-logout').addEventListener('click', onLogout);
+    $('btn-wrap-up-extend').addEventListener('click', onWrapUpExtend);
+    $('btn-wrap-up-ready').addEventListener('click', () => setState('ready'));
+    $('sup-pause-reason').addEventListener('change', renderAgents);
+    $('wb-interval').addEventListener('change', () => {
+      if (S.wb.missing) return;
+      wallboardRefresher.request(true);
+    });
+    $('ann-text').addEventListener('input', () => {
+      S.ann.dirty = true;
+    });
+    $('ann-mode').addEventListener('change', () => {
+      S.ann.dirty = true;
+    });
+    $('btn-ann-enable').addEventListener('click', () => setAnnouncement($('ann-mode').value));
+    $('btn-ann-disable').addEventListener('click', () => setAnnouncement('off'));
 
     const form = $('case-form');
     form.addEventListener('submit', (ev) => {
@@ -1081,6 +2008,7 @@
 
   async function boot() {
     bind();
+    renderPauseReasonOptions();
     setWsState(false, '未连接');
     try {
       const data = await api('GET', '/api/me', undefined, { authRedirect: false });
