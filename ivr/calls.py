@@ -23,12 +23,21 @@ from dialplan.render import FALLBACK_CONTEXT
 from ivr import media
 from ivr.ari import AriError, Channel, NotFound
 from ivr.channels import ChannelGone, Inbox
+from ivr.voicemail import VoiceMessages
 
 log = logging.getLogger(__name__)
 
 CALLBACK_TRIES = 3
 CALLBACK_DIGIT_TIMEOUT = 6.0
 MIN_CALLBACK_DIGITS = 5
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """The duty supervisor's message, made into a prompt."""
+
+    mode: str  # "emergency" or "after_hours"
+    prompt: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,9 @@ class CallerFlow:
         self.enqueue = enqueue
         self.on_gone = on_gone
 
+    announcement: Announcement | None = None  # set by the service when a supervisor switches
+    voicemail: VoiceMessages | None = None
+
     def default_service(self) -> str:
         """The service of a call whose caller chose none (the first in the YAML)."""
         return next(iter(self.cfg.services), "hotline")
@@ -88,6 +100,9 @@ class CallerFlow:
             await channel.answer()
             if number.greeting:
                 await self._play(channel, inbox, number.greeting, barge_in=number.menu is not None)
+            notice = self.announcement
+            if notice is not None:  # the duty supervisor's emergency or after-hours message
+                await self._play(channel, inbox, notice.prompt)
             service, priority = await self._choose_service(channel, inbox, number)
             caller = caller_number(channel)
             callback = None if caller else await self._ask_callback(channel, inbox)
@@ -102,6 +117,12 @@ class CallerFlow:
                 )
             log.info("call %s: case %s opened, service %s%s", call_id, case["case_no"], service,
                      "" if caller else " (caller ID withheld)")
+            if notice is not None and notice.mode == "after_hours" and self.voicemail:
+                # After hours: the message, then a voice message instead of the queue.
+                async with self.pool.acquire() as conn:
+                    await call_store.end(conn, call_id, "after_hours_voice_message")
+                await self.voicemail.take(channel, inbox, call_id, case["id"])
+                return
             await self.enqueue(Arrival(call_id, channel.id, number.queue, service, case["id"],
                                        priority))
         except (ChannelGone, NotFound):

@@ -7,9 +7,11 @@ Event handlers (ARI events, database notices) -> services (CallerFlow, QueueServ
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 import uuid
 from typing import Any
@@ -17,15 +19,15 @@ from typing import Any
 import asyncpg
 
 from db import agents as agent_store
+from db import announcement, events
 from db import calls as call_store
 from db import cases as case_store
-from db import events
 from db.crypto import Keyring
-from dialplan import config
+from dialplan import config, prompts
 from dialplan.config import HotlineConfig
 from dialplan.render import ARI_APP
 from ivr.ari import Ari, AriError, Event
-from ivr.calls import Arrival, CallerFlow, caller_number
+from ivr.calls import Announcement, Arrival, CallerFlow, caller_number
 from ivr.channels import Inboxes
 from ivr.queue import LiveCall, QueueService, call_bridge_id
 from ivr.supervision import Supervision
@@ -50,6 +52,7 @@ class CallControl:
         self.queue = QueueService(cfg, ari, pool, self.inboxes, voicemail, keyring)
         self.supervision = Supervision(ari, pool, self.queue)
         self.flow = CallerFlow(cfg, pool, keyring, self.queue.enqueue, self._ended_in_ivr)
+        self.flow.voicemail = voicemail
         self._tasks: set[asyncio.Task[None]] = set()
         ari.on("StasisStart", self.on_stasis_start)
         ari.on("StasisEnd", self.on_channel_left)
@@ -118,6 +121,10 @@ class CallControl:
             self.queue.kick()
         elif notice["kind"] == events.CONFIG:
             self.reload_config()
+        elif notice["kind"] == events.ANNOUNCEMENT:
+            task = asyncio.create_task(self.load_announcement())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         elif notice["kind"] == events.SUPERVISE:
             task = asyncio.create_task(self.supervision.start(
                 uuid.UUID(notice["call_id"]), int(notice["supervisor_id"]), notice["mode"]))
@@ -300,6 +307,29 @@ class CallControl:
 
     # -- main loop ------------------------------------------------------------------------
 
+    async def load_announcement(self) -> None:
+        """Speak the supervisor's current message (espeak-ng, at run time) for callers."""
+        try:
+            async with self.pool.acquire() as conn:
+                current = await announcement.get(conn)
+            if current["mode"] == "off" or not current["text"]:
+                self.flow.announcement = None
+                log.info("message to callers: off")
+                return
+            prompt = "announcement_" + hashlib.sha256(current["text"].encode()).hexdigest()[:12]
+            sounds = self.voicemail.sounds_dir()
+            if sounds is None:
+                log.error("message to callers cannot be played: no Asterisk folder known")
+                return
+            loop = asyncio.get_running_loop()
+            wavs = await loop.run_in_executor(
+                None, prompts.build, {prompt: current["text"]}, sounds.parent / ".runtime")
+            shutil.copyfile(wavs[prompt], sounds / f"{prompt}.wav")
+            self.flow.announcement = Announcement(current["mode"], prompt)
+            log.info("message to callers: %s", current["mode"])
+        except Exception:
+            log.exception("the message to callers could not be prepared")
+
     async def import_voice_messages(self) -> None:
         """Messages the dialplan took while this service was down become cases."""
         while True:
@@ -327,6 +357,7 @@ class CallControl:
 
     async def run(self) -> None:
         """Run until cancelled."""
+        await self.load_announcement()
         await asyncio.gather(
             self.ari.run(), self.queue.run(), self.queue.announcer(), self.heartbeat(),
             self.import_voice_messages(),

@@ -38,6 +38,10 @@ class VoiceMessages:
         self.spool = asterisk_dir / "spool" if asterisk_dir else None
         self.store = store
 
+    def sounds_dir(self) -> Path | None:
+        """Where Asterisk finds the hotline's prompts (on this machine)."""
+        return self.spool.parent / "data" / "sounds" / "hotline" if self.spool else None
+
     async def take(self, channel: Channel, inbox: Inbox, call_id: uuid.UUID,
                    case_id: int | None) -> None:
         """Prompt, record until # or silence, thank, hang up; attach it to the case."""

@@ -67,8 +67,8 @@ def _test_config() -> Path:
         "prompt": "t_hello", "timeout": 1, "default": "hotline",
         "options": {"1": "hotline", "9": {"service": "hotline", "priority": 3}},
     }
-    data["phones"].append({"id": "8003", "type": "virtual", "answer_after": "never"})
-    data["agents"].append({"login": "agent3", "name": "王芳", "phone": "8003",
+    data["phones"].append({"id": "8009", "type": "virtual", "answer_after": "never"})
+    data["agents"].append({"login": "agent3", "name": "王芳", "phone": "8009",
                            "initial_password": "hotline"})
     VAR.mkdir(parents=True, exist_ok=True)
     path = VAR / "hotline.yaml"

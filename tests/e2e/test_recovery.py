@@ -10,6 +10,7 @@ import time
 import asyncpg
 import pytest
 
+from db import cases as case_store
 from tests.conftest import VAR, Stack, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
@@ -71,3 +72,14 @@ async def test_call_control_killed_callers_hear_fallback_and_waiting_calls_keep_
     with (VAR / "log" / "ivr.log").open() as f:
         f.seek(log_size)
         assert "Traceback" not in f.read()
+
+    # The caller who reached the fallback left a voice message: it became a case, found
+    # by the caller's number, and is on the callback worklist.
+    case_id = await wait_until(
+        db, """SELECT c.id FROM cases c JOIN calls k ON k.id = c.call_id
+               JOIN worklist w ON w.call_id = k.id
+               WHERE k.channel_id LIKE 'fallback-%' AND w.kind = 'voice_message'
+                 AND c.created_at > $1 ORDER BY c.id DESC LIMIT 1""",
+        before["arrived_at"], timeout=90)
+    found = await case_store.find_by_phone(db, stack.keyring(), "13833334444")
+    assert case_id in {r["id"] for r in found}

@@ -166,7 +166,7 @@ async def test_caller_hangs_up_while_waiting(stack: Stack, db: asyncpg.Connectio
 async def test_agent_phone_not_answered_goes_back_to_queue(
     stack: Stack, db: asyncpg.Connection, desk
 ) -> None:
-    a3 = await desk("agent3")  # phone 8003 never answers; ring_timeout is 6 s
+    a3 = await desk("agent3")  # phone 8009 never answers; ring_timeout is 6 s
     stack.call("12345", "13600136000")
     call = await _waiting_call(db, "12345")
     await a3.set_state("ready")

@@ -125,3 +125,42 @@ async def wait_until_gone(ari: Any, channel_id: str, timeout: float = 20) -> Non
     while channel_id in {c["id"] for c in await ari.channels()}:
         assert loop.time() < deadline, f"channel {channel_id} still up"
         await asyncio.sleep(0.3)
+
+
+async def test_the_supervisors_emergency_and_after_hours_messages_reach_callers(
+    stack: Stack, db: asyncpg.Connection, desk
+) -> None:
+    lead = await desk("lead1")
+    code, body = await lead.request("POST", "/api/supervisor/announcement",
+                                    json={"mode": "emergency", "text": "暴雨预警，请注意安全。"})
+    assert code == 200 and body["mode"] == "emergency"
+    played: list[str] = []
+    async with stack.ari(subscribe_all=True) as ari:
+        async def seen(event: dict[str, Any]) -> None:
+            played.append(event["playback"]["media_uri"])
+
+        ari.on("PlaybackStarted", seen)
+        watcher = asyncio.create_task(ari.run())
+        await ari.connected.wait()
+        await asyncio.sleep(1)  # the message is spoken (espeak-ng) when switched on
+        before = {r["id"] for r in await db.fetch("SELECT id FROM calls")}
+        stack.call("96002", "13600000021", "--hold", "30")
+        # An emergency message is played, then the caller queues as usual.
+        await wait_until(db, "SELECT count(*) FROM calls WHERE state = 'waiting' "
+                             "AND NOT (id = ANY($1::uuid[]))", list(before), timeout=40)
+        watcher.cancel()
+    assert any(m.startswith("sound:hotline/announcement_") for m in played), played
+
+    code, _ = await lead.request("POST", "/api/supervisor/announcement",
+                                 json={"mode": "after_hours", "text": "现在是非工作时间。"})
+    assert code == 200
+    await asyncio.sleep(2)
+    before = {r["id"] for r in await db.fetch("SELECT id FROM calls")}
+    stack.call("96002", "13600000022", "--hold", "30")
+    # After hours: no queue, a voice message instead.
+    await wait_until(db, "SELECT count(*) FROM calls WHERE end_reason = "
+                         "'after_hours_voice_message' AND NOT (id = ANY($1::uuid[]))",
+                     list(before), timeout=60)
+    code, _ = await lead.request("POST", "/api/supervisor/announcement",
+                                 json={"mode": "off", "text": ""})
+    assert code == 200
