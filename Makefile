@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run stop test test-unit test-e2e lint deps deps-test asterisk clean
+.PHONY: run stop test test-unit test-e2e lint deps deps-test asterisk clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ run: deps asterisk $(STAMP)
 ## Stop what `make run` started.
 stop:
 	@if [ -x $(BIN)/hotline ]; then $(BIN)/hotline stop; else echo "nothing to stop"; fi
+
+## This queue beside Asterisk's app_queue, same Asterisk, same load: writes docs/benchmarks.md
+## (its own stack in var/bench on its own ports; BENCH_ARGS=--quick for a short run).
+bench: deps asterisk $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 ## Every test: unit tests, then end-to-end tests on the real Asterisk and PostgreSQL.
 test: deps-test asterisk $(STAMP)
