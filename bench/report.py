@@ -170,8 +170,10 @@ def render(results: dict[str, Any], also: list[dict[str, Any]] | None = None) ->
     w("Written by `make bench` (`bench/run.py`) from one run: the same Asterisk, the same "
       "load, both queues, one after the other for each size (the order alternates between "
       "sizes). Real Asterisk, real PostgreSQL, real calls through Asterisk; every figure "
-      "below was measured in that run. The machine is shared and small, so compare the "
-      "two columns of a row (and their ratio), not absolute figures across runs.\n")
+      "below was measured in that run"
+      + (" (or, in its own section, in the second run named there)" if also else "")
+      + ". The machine is shared and small, so compare the two columns of a row (and their "
+      "ratio), not absolute figures across runs.\n")
 
     w("## Commands\n")
     w("```sh")

@@ -5,18 +5,22 @@
 
 For each waiting-queue size N, for each queue (the order alternates between sizes):
   1. fill: N callers placed through ARI (`Local/<number>@...` with the citizen side in
-     `hotline-citizen`, formats=ulaw), every agent paused, until N wait in the queue;
-  2. measure: every agent (M virtual phones answering after a short delay) cycles
-     paused -> made ready (dispatch "ready") -> talks -> hangs up, the next call comes by
-     itself (dispatch "hangup") -> talks -> pause asked -> hangs up; each call served is
-     replaced by a new caller, so about N keep waiting. Dispatch latency = Asterisk's
-     timestamp of the agent leg ringing (observer app) - the harness's clock just before
-     the freeing action (desk state change committed in PostgreSQL, AMI QueuePause, or
-     the agent's hang-up);
-  3. every channel is hung up.
+     `hotline-citizen`, formats=ulaw), every agent paused, until N wait in the queue (a
+     fill that falls behind stops: the machine cannot hold N; a size projected, from the
+     previous size's holding cost, to need more than the machine's cores is not run);
+  2. hold: the full queue, nobody free, for a few seconds (what holding costs);
+  3. measure: every agent (M virtual phones answering after a short delay), on a fixed
+     cadence of `slot` seconds, is made ready (dispatch "ready"), talks, hangs up (the
+     next call comes by itself: dispatch "hangup"), talks, asks for a pause and hangs
+     up; each call served is replaced by a new caller, so about N keep waiting. Dispatch
+     latency = Asterisk's timestamp of the agent leg ringing (observer app) - the
+     harness's clock just before the freeing action (desk state change committed in
+     PostgreSQL, AMI QueuePause, or the agent's hang-up);
+  4. every channel is hung up.
 Then the admission test: `rate` new calls per second for `seconds`, nobody answering,
-counting the calls that reached each queue. CPU (utime+stime from /proc) and memory (RSS)
-of Asterisk, the call-control process (ivr), PostgreSQL and the desk around every phase.
+each caller hanging up after `--adm-hold` s, counting the calls that reached each queue.
+CPU (utime+stime from /proc) and memory (RSS) of Asterisk, the call-control process
+(ivr), PostgreSQL and the desk around every phase.
 """
 
 from __future__ import annotations

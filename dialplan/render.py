@@ -158,6 +158,7 @@ def _http_conf(cfg: HotlineConfig) -> str:
 enabled = yes
 bindaddr = {s.bind}
 bindport = {s.ari_port}
+sessionlimit = 500
 """
 
 

@@ -140,8 +140,11 @@ class Ari:
         )
 
     async def __aenter__(self) -> Ari:
+        # Fewer connections than Asterisk's HTTP session limit (rendered as 500), so a
+        # burst of REST calls queues here instead of being refused there.
         self._session = aiohttp.ClientSession(
-            headers={"Authorization": self.auth_header}, timeout=aiohttp.ClientTimeout(total=15)
+            headers={"Authorization": self.auth_header}, timeout=aiohttp.ClientTimeout(total=15),
+            connector=aiohttp.TCPConnector(limit=32),
         )
         return self
 

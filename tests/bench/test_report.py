@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
-from bench import report
+from bench import report, stack
 from bench.stats import percentile, ratio, summary
+from dialplan import config, render
+from dialplan.render import AsteriskDirs, Secrets
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -69,7 +72,7 @@ def _results(size: int = 1000, ring_ms: float = 30.0, lost: int = 0) -> dict[str
 def test_report_renders_side_by_side_with_verdicts() -> None:
     text = report.render(_results())
     assert "| 1,000 | agent made ready | 100 / 100 | 30.0 ms |" in text
-    assert "0.06×" in text  # 30 ms / 500 ms
+    assert "0.060×" in text  # 30 ms / 500 ms
     verdicts = {t: v for t, _, v in report.verdicts(_results())}
     assert verdicts["p99 dispatch ≤ 50 ms with 1,000 waiting"] == "met"
     assert verdicts["20 new calls/s for 60 s, zero lost"] == "met"
@@ -81,3 +84,39 @@ def test_report_says_missed_and_not_measured() -> None:
     assert slow["20 new calls/s for 60 s, zero lost"] == "**missed**"
     small = {t: v for t, _, v in report.verdicts(_results(size=100))}
     assert small["p99 dispatch ≤ 50 ms with 1,000 waiting"].startswith("not measured")
+
+
+def test_report_adds_a_second_run_in_its_own_section() -> None:
+    second = _results(size=100)
+    second["command"] = "python -m bench.run --no-announcements"
+    text = report.render(_results(), [second])
+    assert "## The same, without announcements" in text
+    assert "python -m bench.run --no-announcements" in text
+    assert "in its own section, in the second run" in text
+
+
+def test_bench_render_extras_leave_the_production_files_alone() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "config" / "hotline.yaml"
+    cfg = config.load(shipped)
+    dirs = AsteriskDirs(base="/srv/x", modules="/usr/lib/asterisk/modules")
+    secrets = Secrets("ari", "ari-pass", "ami", "ami-secret")
+    plain = render.render(cfg, dirs, secrets)
+    assert render.render(cfg, dirs, secrets, extra=None) == plain
+    agents = stack.bench_agents(3)
+    extra = stack.appqueue_extra(agents, "s3cret", 1, cfg.queues["duty"])
+    with_bench = render.render(cfg, dirs, secrets, extra=extra)
+    for name, body in plain.items():
+        assert with_bench[name].startswith(body)  # only appended to
+    queues = with_bench["queues.conf"]
+    assert queues.count("member => Local/") == 3
+    assert "member => Local/7001@hotline-virtual-phone/n,0,bench001" in queues
+    assert "retry = 1" in queues and "wrapuptime = 0" in queues
+    duty = cfg.queues["duty"]
+    if duty.announce_every:
+        assert f"announce-frequency = {duty.announce_every}" in queues
+    manager = with_bench["manager.conf"]
+    assert "[hotline-bench]" in manager and "write = agent" in manager
+    # The production AMI user keeps its narrow rights.
+    assert plain["manager.conf"] in manager and "write = system,config" in plain["manager.conf"]
+    assert "Queue(benchq)" in with_bench["extensions.conf"]
+    assert "benchq" not in plain["queues.conf"] and "hotline-bench" not in plain["manager.conf"]
