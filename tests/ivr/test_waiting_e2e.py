@@ -31,22 +31,30 @@ async def test_waiting_callers_hear_their_place_and_wait_in_mandarin(
         watcher = asyncio.create_task(ari.run())
         await ari.connected.wait()
         before = {r["id"] for r in await db.fetch("SELECT id FROM calls")}
-        stack.call("96005", "13600000001", "--hold", "25")
+        stack.call("96005", "13600000001", "--hold", "50")
         await wait_until(db, "SELECT count(*) = 1 FROM calls WHERE state = 'waiting' "
                              "AND NOT (id = ANY($1::uuid[]))", list(before))
-        stack.call("96005", "13600000002", "--hold", "25")
+        stack.call("96005", "13600000002", "--hold", "50")
         await wait_until(db, "SELECT count(*) = 2 FROM calls WHERE state = 'waiting' "
                              "AND NOT (id = ANY($1::uuid[]))", list(before))
         rows = await db.fetch("SELECT channel_id FROM calls WHERE state = 'waiting' "
                               "AND NOT (id = ANY($1::uuid[])) ORDER BY entered_queue_at",
                               list(before))
         first, second = rows[0]["channel_id"], rows[1]["channel_id"]
-        await asyncio.sleep(10)  # an announcement every 3 s, each a few seconds long
+
+        def heard(channel: str) -> list[str]:
+            items = [uri.removeprefix("sound:hotline/") for ch, uri in media if ch == channel]
+            if "position_before" not in items:
+                return []
+            start = items.index("position_before")
+            return items[start:start + 7]
+
+        # An announcement every 3 s, each a few seconds long: wait until both were heard.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 40
+        while (len(heard(first)) < 5 or len(heard(second)) < 3) and loop.time() < deadline:
+            await asyncio.sleep(0.5)
         watcher.cancel()
-    def heard(channel: str) -> list[str]:
-        items = [uri.removeprefix("sound:hotline/") for ch, uri in media if ch == channel]
-        start = items.index("position_before")
-        return items[start:start + 7]
 
     # 您前面还有 一 位来电在等候, 预计等待时间约 N 分钟 / 您前面还有 两 位... (两, not 二,
     # before a measure word)
