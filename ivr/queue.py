@@ -27,7 +27,7 @@ from dialplan.speech import digits_words, number_words
 from ivr import media
 from ivr.ari import Ari, AriError, NotFound
 from ivr.calls import Arrival
-from ivr.channels import ChannelGone, Inboxes
+from ivr.channels import ChannelGone, Inbox, Inboxes
 from ivr.voicemail import VoiceMessages
 
 log = logging.getLogger(__name__)
@@ -232,18 +232,22 @@ class QueueService:
             live.announcing = True
             self._spawn(self._announce(live, media.prompt_media(*parts)))
 
+    async def _step_out_of_hold(self, live: LiveCall, inbox: Inbox) -> None:
+        """Take a caller out of the holding bridge to talk to them alone, and wait until
+        they are out: leaving is asynchronous, and a playback started before it hangs."""
+        await self.ari.bridge(holding_bridge_id(live.queue)).remove(live.caller_channel)
+        while True:
+            event = await inbox.next(timeout=3)
+            if event is None or event.get("type") == "ChannelLeftBridge":
+                return
+
     async def _announce(self, live: LiveCall, items: list[str]) -> None:
         # A playback to a channel in a holding bridge does not advance, so the caller steps
         # out of the bridge for the announcement and back in (to the music) after it.
         channel = self.ari.channel(live.caller_channel)
         inbox = self.inboxes.open(live.caller_channel)
         try:
-            await self.ari.bridge(holding_bridge_id(live.queue)).remove(live.caller_channel)
-            # Leaving is asynchronous: a playback started before it is done hangs.
-            while True:
-                event = await inbox.next(timeout=3)
-                if event is None or event.get("type") == "ChannelLeftBridge":
-                    break
+            await self._step_out_of_hold(live, inbox)
             live.playback = await media.start(channel, items)
             while live.playback:
                 event = await inbox.next(timeout=120)
@@ -285,11 +289,7 @@ class QueueService:
         channel = self.ari.channel(live.caller_channel)
         inbox = self.inboxes.open(live.caller_channel)
         try:
-            await self.ari.bridge(holding_bridge_id(live.queue)).remove(live.caller_channel)
-            while True:
-                event = await inbox.next(timeout=3)
-                if event is None or event.get("type") == "ChannelLeftBridge":
-                    break
+            await self._step_out_of_hold(live, inbox)
             number = await self._caller_number(live)
             if not number:
                 await media.play(channel, inbox, media.prompt_media("callback_no_number"))
