@@ -45,6 +45,7 @@ class Offer:
     channel_id: str
     queue: str
     legs: tuple[Leg, ...]
+    dialled: str = ""  # the hotline number the caller dialled, shown on the agent's phone
 
 
 async def _log(conn: asyncpg.Connection, event: str, call_id: uuid.UUID | None,
@@ -103,7 +104,8 @@ async def claim_next(conn: asyncpg.Connection, queue: str, strategy: str = "long
     order = _AGENT_ORDER[strategy]
     async with conn.transaction():
         call = await conn.fetchrow(
-            f"""SELECT c.id, c.channel_id FROM calls c WHERE c.queue = $1 AND c.state = 'waiting'
+            f"""SELECT c.id, c.channel_id, c.dialled_number FROM calls c
+                WHERE c.queue = $1 AND c.state = 'waiting'
                 ORDER BY {_call_order(priority_weight)} LIMIT 1 FOR UPDATE SKIP LOCKED""",
             queue,
         )
@@ -141,7 +143,7 @@ async def claim_next(conn: asyncpg.Connection, queue: str, strategy: str = "long
             )
         await events.notify(conn, events.QUEUE)
         return Offer(call["id"], call["channel_id"], queue,
-                     tuple(Leg(a["id"], a["phone"]) for a in picked))
+                     tuple(Leg(a["id"], a["phone"]) for a in picked), call["dialled_number"])
 
 
 async def set_leg_channel(conn: asyncpg.Connection, call_id: uuid.UUID, agent_id: int,

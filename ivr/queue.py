@@ -467,11 +467,7 @@ class QueueService:
             live = LiveCall(offer.call_id, offer.channel_id, offer.queue)
             self.track(live)
         queue_cfg = self.cfg.queues[offer.queue]
-        try:
-            dialled = await self._dialled(offer.call_id)
-        except Exception as e:
-            log.error("call %s: could not be read back (%s)", offer.call_id, e)
-            dialled = ""
+        dialled = offer.dialled  # read by the claim itself: no extra round trip here
         for leg in offer.legs:
             agent_channel = f"hotline-agent-{uuid.uuid4()}"
             live.legs[agent_channel] = leg.agent_id

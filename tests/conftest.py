@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -292,6 +293,15 @@ async def desk(stack: Stack) -> AsyncIterator[Any]:
     yield make
     for c in clients:
         await c.close()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (for "not reachable" tests)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def new_id() -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from hotline import apply as live
 from hotline import cli
 from hotline.asterisk import AsteriskInstall, AsteriskInstance
 from hotline.runtime import Runtime
+from tests.conftest import closed_port
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "hotline.yaml"
 DIRS = AsteriskDirs(base="/srv/hotline/x", modules="/usr/lib/asterisk/modules")
@@ -327,17 +327,9 @@ async def test_a_sip_check_finds_missing_phones(inst: AsteriskInstance) -> None:
 # -- the command, without services ----------------------------------------------------------
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 @pytest.fixture
 def no_database(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://hotline@127.0.0.1:{_closed_port()}/x")
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://hotline@127.0.0.1:{closed_port()}/x")
 
 
 async def test_a_yaml_with_mistakes_is_reported_by_line_and_nothing_is_written(
