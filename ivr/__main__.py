@@ -1,7 +1,9 @@
 """`python -m ivr`: run the call-control service.
 
 Reads DATABASE_URL, HOTLINE_CONFIG, HOTLINE_KEY_FILE (or HOTLINE_KEYS) and the ARI
-credentials HOTLINE_ARI_USER / HOTLINE_ARI_PASSWORD from the environment.
+credentials HOTLINE_ARI_USER / HOTLINE_ARI_PASSWORD from the environment. HOTLINE_ARI_URL,
+if set, is where ARI is reached instead of the configured bind address and port (for a
+proxy in front of Asterisk; the tests put one there to cut the WebSocket).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ async def main() -> int:
     except ConnectionError as e:
         log.error("cannot start: %s", e)
         return 3
-    url = f"http://{cfg.system.bind}:{cfg.system.ari_port}"
+    url = os.environ.get("HOTLINE_ARI_URL") or f"http://{cfg.system.bind}:{cfg.system.ari_port}"
     async with Ari(url, os.environ.get("HOTLINE_ARI_USER", "hotline"),
                    os.environ["HOTLINE_ARI_PASSWORD"], ARI_APP) as ari:
         asterisk_dir = os.environ.get("HOTLINE_ASTERISK_DIR")

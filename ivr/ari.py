@@ -239,9 +239,11 @@ class Ari:
                                                    timeout=aiohttp.ClientWSTimeout(ws_close=5),
                                                    receive_timeout=None) as ws:
                     log.info("ARI events connected (app %s)", self.app)
-                    self.connected.set()
+                    # Connected only once the handlers (reconcile) have run: whoever waits
+                    # for it then sees Asterisk's state and ours agree again.
                     for cb in self._on_connect:
                         await self._safe(cb)
+                    self.connected.set()
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             await self._dispatch(msg.data)

@@ -442,6 +442,10 @@ class QueueService:
             except TimeoutError:
                 pass
             self._wake.clear()
+            if not self.ari.connected.is_set():
+                # Events are being missed: offering now could ring an agent for a caller
+                # who is gone. The reconcile after the reconnect comes first.
+                continue
             try:
                 async with self.pool.acquire() as conn:
                     await agent_store.finish_wrap_ups(conn)
@@ -459,15 +463,18 @@ class QueueService:
                                                         q.priority_weight)
                 if offer is None:
                     break
-                await self._ring(offer)
+                if not await self._ring(offer):
+                    break  # no phone could be dialled: try again on the next tick, not now
 
-    async def _ring(self, offer: call_store.Offer) -> None:
+    async def _ring(self, offer: call_store.Offer) -> bool:
+        """Ring the offer's agents; False when not one phone could be dialled."""
         live = self.by_call.get(offer.call_id)
         if live is None:  # waiting from before a restart
             live = LiveCall(offer.call_id, offer.channel_id, offer.queue)
             self.track(live)
         queue_cfg = self.cfg.queues[offer.queue]
         dialled = offer.dialled  # read by the claim itself: no extra round trip here
+        dialled_any = False
         for leg in offer.legs:
             agent_channel = f"hotline-agent-{uuid.uuid4()}"
             live.legs[agent_channel] = leg.agent_id
@@ -496,9 +503,11 @@ class QueueService:
                     live.legs.pop(agent_channel, None)
                     await self._leg_failed(live, leg.agent_id, "dial_failed", pause=False)
                 continue
+            dialled_any = True
             if self.by_agent_channel.get(agent_channel) is not live:
                 # The caller hung up (or another agent answered) while this was dialled.
                 await self.ari.channel(agent_channel).hangup()
+        return dialled_any
 
     async def _dialled(self, call_id: uuid.UUID) -> str:
         async with self.pool.acquire() as conn:

@@ -30,6 +30,7 @@ from db.crypto import load_keyring
 from dialplan import render
 from hotline.postgres import local_dsn
 from ivr.ari import Ari
+from tests.link import CuttableLink
 
 ROOT = Path(__file__).resolve().parents[1]
 # HOTLINE_TEST_SLOT=N runs a second, separate stack (own state folder and ports), so two
@@ -39,6 +40,8 @@ VAR = ROOT / "var" / ("test" if _SLOT == 0 else f"test{_SLOT}")
 PORTS = {"ari_port": 18088 + _SLOT * 100, "ami_port": 15038 + _SLOT * 100,
          "sip_port": 15060 + _SLOT * 100, "desk_port": 18080 + _SLOT * 100}
 PG_PORT = 55433 + _SLOT
+# Call control reaches ARI through a link the tests can cut (tests/link.py).
+ARI_LINK_PORT = PORTS["ari_port"] + 1
 
 
 def _test_config() -> Path:
@@ -89,6 +92,7 @@ class Stack:
     ari_user: str
     ari_password: str
     proc: subprocess.Popen[bytes]
+    ari_link: CuttableLink
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the `hotline` command against this stack."""
@@ -123,8 +127,10 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     config = _test_config()
+    link = CuttableLink(ARI_LINK_PORT, PORTS["ari_port"])
     env = dict(os.environ, HOTLINE_VAR=str(VAR), HOTLINE_CONFIG=str(config),
-               HOTLINE_PG_PORT=str(PG_PORT), HOTLINE_PG_FAST="1")
+               HOTLINE_PG_PORT=str(PG_PORT), HOTLINE_PG_FAST="1",
+               HOTLINE_ARI_URL=f"http://127.0.0.1:{ARI_LINK_PORT}")
     env.pop("DATABASE_URL", None)
     env.pop("HOTLINE_KEYS", None)
     env.pop("HOTLINE_KEY_FILE", None)
@@ -145,7 +151,7 @@ def stack() -> Iterator[Stack]:
             s = Stack(config, env, local_dsn(PG_PORT, secrets["pg_password"]),
                       f"http://127.0.0.1:{PORTS['desk_port']}",
                       f"http://127.0.0.1:{PORTS['ari_port']}", secrets["ari_user"],
-                      secrets["ari_password"], proc)
+                      secrets["ari_password"], proc, link)
             st = s.status()
             if st.get("components") and all(c["ok"] for c in st["components"].values()):
                 break
@@ -160,6 +166,7 @@ def stack() -> Iterator[Stack]:
         proc.wait(60)
     except subprocess.TimeoutExpired:
         proc.kill()
+    link.close()
 
 
 @pytest.fixture

@@ -226,7 +226,8 @@ async def test_events_dispatched_and_websocket_reconnects(fake: tuple[FakeAri, s
         finally:
             await stop(task)
 
-    assert connects[:2] == [True, True]  # connected is set before the callbacks run
+    # "connected" is set only once the callbacks (the reconcile) have run
+    assert connects[:2] == [False, False]
     assert typed[:2] == ["c1", "c1"]
     assert everything[:4] == ["StasisStart", "ChannelDtmfReceived"] * 2
     assert len(state.ws_connects) >= 2
