@@ -1,0 +1,73 @@
+"""`python -m casework`: the case workflow's scheduled jobs.
+
+Every minute: urge the cases past their deadline (casework.urging), at most once per
+working day each. Reads DATABASE_URL and HOTLINE_CONFIG (the `casework:` rules); writes a
+heartbeat for `hotline status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from datetime import UTC, datetime
+
+import asyncpg
+
+from casework import calendar, urging
+from db import pool as db_pool
+from dialplan import config
+
+log = logging.getLogger("casework")
+EVERY_SECONDS = 60
+
+
+async def tick(pool: asyncpg.Pool) -> list[int]:
+    """One pass of the jobs, on the clock of now."""
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn:
+        cal = await calendar.load(conn)
+        urged = await urging.run_due_urgings(conn, now, cal)
+        await conn.execute(
+            """INSERT INTO service_status (name, pid, details, updated_at)
+               VALUES ('casework', $1, $2, now())
+               ON CONFLICT (name) DO UPDATE SET pid = EXCLUDED.pid,
+                 details = EXCLUDED.details, updated_at = now()""",
+            os.getpid(), json.dumps({"last_urged": len(urged)}))
+    if urged:
+        log.info("urged %d overdue case(s) automatically", len(urged))
+    return urged
+
+
+async def main() -> int:
+    try:
+        config.load(os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"))
+        pool = await db_pool.connect(os.environ["DATABASE_URL"])
+    except (config.ConfigError, ConnectionError) as e:
+        log.error("cannot start: %s", e)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("case workflow jobs running (every %d s)", EVERY_SECONDS)
+    while not stop.is_set():
+        try:
+            await tick(pool)
+        except (OSError, asyncpg.PostgresError) as e:
+            log.warning("jobs not run this time: %s", e)
+        try:
+            await asyncio.wait_for(stop.wait(), EVERY_SECONDS)
+        except TimeoutError:
+            pass
+    await pool.close()
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(asyncio.run(main()))
