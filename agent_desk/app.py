@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import asyncpg
 from aiohttp import WSMsgType, web
 
+from agent_desk import casework_api
 from db import agents as agent_store
 from db import announcement, events, stats, worklist
 from db import calls as call_store
@@ -39,6 +40,8 @@ MAX_BODY = 64 * 1024
 LOGIN_FAILURES_PER_MINUTE = 10
 LOGIN_FAILURES_ALL_PER_MINUTE = 100
 SESSION_CHECK_SECONDS = 30
+# Roles that work the live queue (the others work on cases only).
+DUTY_ROOM = ("agent", "supervisor")
 
 
 @dataclass
@@ -53,6 +56,8 @@ class Desk:
     sockets: dict[int, set[web.WebSocketResponse]] = field(
         default_factory=lambda: defaultdict(set))
     login_failures: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # Role and unit of each connected desk user: case notices go only where they may.
+    roles: dict[int, tuple[str, int | None]] = field(default_factory=dict)
     snapshot_pending: bool = False
 
 
@@ -470,6 +475,10 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
+async def cases_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "cases.html")
+
+
 # -- live pushes -----------------------------------------------------------------------
 
 
@@ -525,7 +534,9 @@ async def _broadcast_snapshot(desk: Desk) -> None:
     await asyncio.sleep(0.05)
     desk.snapshot_pending = False
     message = await snapshot(desk)
-    for sockets in list(desk.sockets.values()):
+    for who, sockets in list(desk.sockets.items()):
+        if desk.roles.get(who, ("agent",))[0] not in DUTY_ROOM:
+            continue  # the live queue is the duty room's business, not the units'
         for ws in list(sockets):
             await _send(ws, message)
 
@@ -569,6 +580,21 @@ async def handle_notice(desk: Desk, notice: dict[str, Any]) -> None:
             agent = await agent_store.get(conn, agent_id)
         if agent:
             await _to_agent(desk, agent_id, {"type": "agent", "agent": agent_store.as_dict(agent)})
+    elif kind == events.CASE:
+        # Only ids and the step taken: the desk re-reads the case through the API, which
+        # checks what this user may see.
+        msg = {"type": "case", "case_id": notice.get("case_id"), "action": notice.get("action")}
+        units = set(notice.get("unit_ids") or [])
+        for who, (role, unit) in list(desk.roles.items()):
+            if role in ("agent", "supervisor", "supervision") or (
+                    role == "handler" and unit in units):
+                await _to_agent(desk, who, msg)
+    elif kind == events.ALERT:
+        msg = {"type": "alert", "report_id": notice.get("report_id"),
+               "title": notice.get("title")}
+        for who, (role, _unit) in list(desk.roles.items()):
+            if role in ("agent", "supervisor", "supervision"):
+                await _to_agent(desk, who, msg)
     if kind in (events.QUEUE, events.AGENT, events.OFFER, events.CONNECTED, events.CALL_ENDED,
                 events.ANNOUNCEMENT):
         await _broadcast_snapshot(desk)
@@ -583,9 +609,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
     await ws.prepare(request)
     desk.sockets[session.agent_id].add(ws)
+    async with desk.pool.acquire() as conn:
+        who = await agent_store.get(conn, session.agent_id)
+    if who is not None:
+        desk.roles[session.agent_id] = (who["role"], who["unit_id"])
     watcher = asyncio.create_task(_watch_session(desk, ws, request.cookies[COOKIE]))
     try:
-        await _send(ws, await snapshot(desk))
+        if desk.roles.get(session.agent_id, ("agent",))[0] in DUTY_ROOM:
+            await _send(ws, await snapshot(desk))
         # A desk reloaded mid-call gets its call and case again.
         async with desk.pool.acquire() as conn:
             call = await conn.fetchrow(
@@ -606,6 +637,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     finally:
         watcher.cancel()
         desk.sockets[session.agent_id].discard(ws)
+        if not desk.sockets[session.agent_id]:
+            desk.roles.pop(session.agent_id, None)
     return ws
 
 
@@ -668,6 +701,8 @@ def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
     app.router.add_get("/api/cases/{case_id}", get_case)
     app.router.add_put("/api/cases/{case_id}", put_case)
     app.router.add_get("/ws", websocket)
+    app.router.add_get("/cases", cases_page)
+    app.router.add_routes(casework_api.routes(DESK))
     app.router.add_static("/static", STATIC)
     app.cleanup_ctx.append(_listen)
     return app

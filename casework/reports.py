@@ -8,17 +8,16 @@ every desk of the emergency office and the duty supervisors is alerted (NOTIFY).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import asyncpg
 
 from casework import audit
 from casework.workflow import HOTLINE_ROLES, STATUS_WORDS, Actor, WorkflowError, require, text_field
+from db import events
 
 RECIPIENTS = {"supervision": "市政府督查室", "secretary_general": "市政府秘书长",
               "mayor": "市长", "emergency_office": "市政府应急管理办公室"}
-ALERT_CHANNEL = "hotline_alerts"
 
 
 async def draft(conn: asyncpg.Connection, case_ids: list[int], actor: Actor,
@@ -86,9 +85,8 @@ async def send(conn: asyncpg.Connection, report_id: int, actor: Actor, now: date
             await audit.record(conn, case_id, "special_report_sent", actor.id, now,
                                report=report_id, recipient=r["recipient"])
         if r["recipient"] == "emergency_office":
-            await conn.execute("SELECT pg_notify($1, $2)", ALERT_CHANNEL, json.dumps(
-                {"report_id": report_id, "title": r["title"], "case_ids": r["case_ids"]},
-                ensure_ascii=False))
+            await events.notify(conn, events.ALERT, report_id=report_id, title=r["title"],
+                                case_ids=list(r["case_ids"]))
 
 
 async def alert_emergency(conn: asyncpg.Connection, case_id: int, actor: Actor,

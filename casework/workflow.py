@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from casework import audit
+from db import events
 
 # Who works on cases at the hotline itself (as opposed to the units and the admin).
 HOTLINE_ROLES = ("agent", "supervisor")
@@ -40,7 +41,6 @@ STATUS_WORDS = {
     "accepted": "办理中", "returned": "退单待审", "reported": "已反馈待审核",
     "reviewed": "待回访", "closed": "已办结", "archived": "已归档", "merged": "已并单",
 }
-NOTIFY_CHANNEL = "hotline_cases"
 
 
 class WorkflowError(Exception):
@@ -128,9 +128,8 @@ def text_field(value: Any, what: str, max_len: int, required: bool = True) -> st
 async def _notify(conn: asyncpg.Connection, case_id: int, action: str,
                   unit_ids: list[int] | None = None) -> None:
     # Delivered at commit: desks refresh their lists (handlers only for their units).
-    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL,
-                       json.dumps({"case_id": case_id, "action": action,
-                                   "unit_ids": unit_ids or []}))
+    await events.notify(conn, events.CASE, case_id=case_id, action=action,
+                        unit_ids=unit_ids or [])
 
 
 async def _set(conn: asyncpg.Connection, case_id: int, now: datetime, **fields: Any) -> None:

@@ -49,7 +49,10 @@ async def sync_from_config(conn: asyncpg.Connection, agents: Iterable[Any]) -> N
                      password_hash = COALESCE(agents.password_hash, EXCLUDED.password_hash)""",
             a.login, a.name, a.phone, pw, a.role, list(a.queues),
         )
-    await conn.execute("UPDATE agents SET active = false WHERE NOT (login = ANY($1))", logins)
+    # Handler accounts belong to the directory of linkage units (casework/units.py), not
+    # to the YAML: leave them alone.
+    await conn.execute("UPDATE agents SET active = false WHERE NOT (login = ANY($1))"
+                       " AND role <> 'handler'", logins)
 
 
 def as_dict(row: asyncpg.Record) -> dict[str, Any]:
@@ -60,6 +63,7 @@ def as_dict(row: asyncpg.Record) -> dict[str, Any]:
         "display_name": row["display_name"],
         "phone": row["phone"],
         "role": row["role"],
+        "unit_id": row["unit_id"],
         "state": row["state"],
         "reason": row["reason"],
         "since": row["state_since"].isoformat(),

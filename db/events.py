@@ -27,6 +27,8 @@ CALL_ENDED = "call_ended"  # call_id, agent_id (or None), rung agents, reason
 ANNOUNCEMENT = "announcement"  # the supervisor's message to callers changed: mode
 SUPERVISE = "supervise"  # a supervisor asks to listen/whisper/barge: call_id, supervisor_id
 CONFIG = "config"  # a configuration version was applied: version (re-read the YAML)
+CASE = "case"  # a case moved on: case_id, action, unit_ids (the units concerned)
+ALERT = "alert"  # a major emergency was reported to the emergency office: report_id, title
 
 
 async def notify(conn: asyncpg.Connection, kind: str, **data: Any) -> None:

@@ -15,7 +15,7 @@ import pytest
 from db import migrate
 from hotline import postgres
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 _SLOT = int(os.environ.get("HOTLINE_TEST_SLOT", "0"))
 PG_DIR = ROOT / "var" / ("casework-test" if _SLOT == 0 else f"casework-test{_SLOT}")
 PG_PORT = 55453 + _SLOT
