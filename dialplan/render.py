@@ -16,6 +16,8 @@ INBOUND_CONTEXT = "hotline-inbound"
 CITIZEN_CONTEXT = "hotline-citizen"
 VIRTUAL_PHONE_CONTEXT = "hotline-virtual-phone"
 FALLBACK_CONTEXT = "hotline-fallback"
+PROGRESS_CONTEXT = "hotline-progress"  # self-service progress lookup (FastAGI, ivr/progress.py)
+PROGRESS_AGI_SCRIPT = "progress"
 PROMPT_DIR = "hotline"  # prompts live in <astdatadir>/sounds/hotline/<id>.wav
 FALLBACK_SPOOL = "hotline-fallback"  # voice messages taken while call control is down
 
@@ -33,7 +35,8 @@ NOLOAD = (
     "res_calendar_exchange.so", "res_calendar_icalendar.so", "res_phoneprov.so",
     "res_pjsip_phoneprov_provider.so", "res_smdi.so", "app_voicemail.so",
     "app_voicemail_imap.so", "app_voicemail_odbc.so", "res_fax.so", "res_fax_spandsp.so",
-    "app_festival.so", "res_speech.so", "res_corosync.so", "res_statsd.so",
+    # (res_speech.so stays: res_agi, the progress lookup's FastAGI, needs it.)
+    "app_festival.so", "res_corosync.so", "res_statsd.so",
     "res_prometheus.so", "res_stasis_mailbox.so", "res_ari_mailboxes.so", "res_mwi_external.so",
     "res_mwi_external_ami.so", "chan_rtp.so", "res_aeap.so", "res_speech_aeap.so",
     "res_geolocation.so", "res_pjsip_geolocation.so", "res_pjsip_stir_shaken.so",
@@ -280,6 +283,16 @@ def render_extensions(cfg: HotlineConfig, fallback_dir: str = "/tmp") -> str:
         f" same => n,Playback({PROMPT_DIR}/voice_message_thanks)",
         " same => n,Hangup()",
         "exten => h,1,ExecIf($[\"${VM}\" != \"\"]?Set(FILE(${VM}.done)=1))",
+        "",
+        "; A caller who chose the progress lookup: the call-control process's FastAGI asks",
+        "; for the case number and code and speaks the status; if it cannot be reached, a",
+        "; message instead of silence.",
+        f"[{PROGRESS_CONTEXT}]",
+        "exten => s,1,Answer()",
+        f" same => n,AGI(agi://127.0.0.1:{cfg.system.agi_port}/{PROGRESS_AGI_SCRIPT})",
+        f" same => n,ExecIf($[\"${{AGISTATUS}}\" = \"FAILURE\"]"
+        f"?Playback({PROMPT_DIR}/progress_unavailable))",
+        " same => n,Hangup()",
         "",
         "; The citizen's end of a call placed by `hotline call`: press keys, hold, hang up.",
         f"[{CITIZEN_CONTEXT}]",

@@ -18,8 +18,8 @@ import asyncpg
 from db import calls as call_store
 from db import cases as case_store
 from db.crypto import Keyring, normalise_phone
-from dialplan.config import HotlineConfig, Number
-from dialplan.render import FALLBACK_CONTEXT
+from dialplan.config import PROGRESS_SERVICE, HotlineConfig, Number
+from dialplan.render import FALLBACK_CONTEXT, PROGRESS_CONTEXT
 from ivr import media
 from ivr.ari import AriError, Channel, NotFound
 from ivr.channels import ChannelGone, Inbox
@@ -104,6 +104,14 @@ class CallerFlow:
             if notice is not None:  # the duty supervisor's emergency or after-hours message
                 await self._play(channel, inbox, notice.prompt)
             service, priority = await self._choose_service(channel, inbox, number)
+            if service == PROGRESS_SERVICE:
+                # Self-service (ivr/progress.py): no case and no queue; the dialplan's
+                # progress context runs the FastAGI lookup.
+                async with self.pool.acquire() as conn:
+                    await call_store.end(conn, call_id, "self_service_progress")
+                log.info("call %s: to the progress lookup", call_id)
+                await channel.continue_in_dialplan(PROGRESS_CONTEXT)
+                return
             caller = caller_number(channel)
             callback = None if caller else await self._ask_callback(channel, inbox)
             async with self.pool.acquire() as conn:
