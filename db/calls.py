@@ -35,6 +35,7 @@ class Leg:
 
     agent_id: int
     phone: str | None
+    channel_id: str = ""  # the id the agent leg's channel is created with
 
 
 @dataclass(frozen=True)
@@ -100,58 +101,62 @@ def _call_order(priority_weight: int) -> str:
 
 async def claim_next(conn: asyncpg.Connection, queue: str, strategy: str = "longest_idle",
                      priority_weight: int = 60) -> Offer | None:
-    """Reserve the next call of the queue and the agent(s) its strategy picks, or None."""
+    """Reserve the next call of the queue and the agent(s) its strategy picks, or None.
+
+    One statement, so one round trip whatever the strategy: the offer, the agents'
+    ringing state, both logs and the notices all commit together or not at all (this is
+    the hot path of dispatch; see docs/benchmarks.md).
+    """
     order = _AGENT_ORDER[strategy]
-    async with conn.transaction():
-        call = await conn.fetchrow(
-            f"""SELECT c.id, c.channel_id, c.dialled_number FROM calls c
-                WHERE c.queue = $1 AND c.state = 'waiting'
-                ORDER BY {_call_order(priority_weight)} LIMIT 1 FOR UPDATE SKIP LOCKED""",
-            queue,
-        )
-        if call is None:
-            return None
-        limit = "" if strategy == "ring_all" else "LIMIT 1"
-        picked = await conn.fetch(
-            f"""SELECT a.id, a.phone FROM agents a
-                WHERE a.state = 'ready' AND a.active AND a.role = 'agent'
-                  AND a.phone IS NOT NULL
-                  AND (cardinality(a.queues) = 0 OR $1 = ANY(a.queues))
-                ORDER BY {order} {limit} FOR UPDATE OF a SKIP LOCKED""",
-            queue,
-        )
-        if not picked:
-            return None
-        await conn.execute("UPDATE calls SET state = 'offered' WHERE id = $1", call["id"])
-        for a in picked:
-            await conn.execute(
-                "INSERT INTO call_offers (call_id, agent_id) VALUES ($1, $2)", call["id"], a["id"]
+    limit = "" if strategy == "ring_all" else "LIMIT 1"
+    rows = await conn.fetch(
+        f"""WITH call AS (
+              SELECT c.id, c.channel_id, c.dialled_number FROM calls c
+              WHERE c.queue = $1 AND c.state = 'waiting'
+              ORDER BY {_call_order(priority_weight)} LIMIT 1 FOR UPDATE SKIP LOCKED
+            ), picked AS (
+              SELECT a.id, a.phone FROM agents a
+              WHERE EXISTS (SELECT 1 FROM call) AND a.state = 'ready' AND a.active
+                AND a.role = 'agent' AND a.phone IS NOT NULL
+                AND (cardinality(a.queues) = 0 OR $1 = ANY(a.queues))
+              ORDER BY {order} {limit} FOR UPDATE OF a SKIP LOCKED
+            ), offered AS (
+              UPDATE calls SET state = 'offered' WHERE id = (SELECT id FROM call)
+                AND EXISTS (SELECT 1 FROM picked) RETURNING id
+            ), offers AS (
+              -- The agent leg's channel id is chosen here, so dialling needs no write.
+              INSERT INTO call_offers (call_id, agent_id, channel_id)
+              SELECT o.id, p.id, 'hotline-agent-' || gen_random_uuid()
+              FROM offered o, picked p RETURNING agent_id, channel_id
+            ), ringing AS (
+              UPDATE agents a SET state = 'ringing', reason = NULL, state_since = now()
+              FROM offers f WHERE a.id = f.agent_id RETURNING a.id
+            ), state_log AS (
+              INSERT INTO agent_state_log (agent_id, state) SELECT id, 'ringing' FROM ringing
+            ), ring_log AS (
+              INSERT INTO queue_log (call_id, queue, agent_id, event)
+              SELECT o.id, $1, r.id, 'RINGING' FROM offered o, ringing r
+            ), memory AS (
+              INSERT INTO queue_round_robin (queue, last_agent_id)
+              SELECT $1, f.agent_id FROM offers f WHERE $2
+              ON CONFLICT (queue) DO UPDATE SET last_agent_id = EXCLUDED.last_agent_id
             )
-            await conn.execute(
-                """UPDATE agents SET state = 'ringing', reason = NULL, state_since = now()
-                   WHERE id = $1""",
-                a["id"],
-            )
-            await agents.log_state(conn, a["id"], "ringing", None)
-            await _log(conn, "RINGING", call["id"], queue, a["id"])
-            await events.notify(conn, events.OFFER, agent_id=a["id"], call_id=str(call["id"]))
-        if strategy == "round_robin":
-            await conn.execute(
-                """INSERT INTO queue_round_robin (queue, last_agent_id) VALUES ($1, $2)
-                   ON CONFLICT (queue) DO UPDATE SET last_agent_id = EXCLUDED.last_agent_id""",
-                queue, picked[0]["id"],
-            )
-        await events.notify(conn, events.QUEUE)
-        return Offer(call["id"], call["channel_id"], queue,
-                     tuple(Leg(a["id"], a["phone"]) for a in picked), call["dialled_number"])
-
-
-async def set_leg_channel(conn: asyncpg.Connection, call_id: uuid.UUID, agent_id: int,
-                          channel_id: str) -> None:
-    await conn.execute(
-        "UPDATE call_offers SET channel_id = $3 WHERE call_id = $1 AND agent_id = $2",
-        call_id, agent_id, channel_id,
+            SELECT c.id, c.channel_id, c.dialled_number, p.id AS agent_id, p.phone,
+                   f.channel_id AS leg_channel,
+                   pg_notify($3, json_build_object('kind', 'agent', 'agent_id', p.id)::text),
+                   pg_notify($3, json_build_object('kind', 'offer', 'agent_id', p.id,
+                                                   'call_id', c.id::text)::text),
+                   pg_notify($3, '{{"kind": "queue"}}')
+            FROM call c JOIN offered o ON o.id = c.id CROSS JOIN picked p
+            JOIN offers f ON f.agent_id = p.id""",
+        queue, strategy == "round_robin", events.CHANNEL,
     )
+    if not rows:
+        return None
+    first = rows[0]
+    return Offer(first["id"], first["channel_id"], queue,
+                 tuple(Leg(r["agent_id"], r["phone"], r["leg_channel"]) for r in rows),
+                 first["dialled_number"])
 
 
 async def leg_failed(conn: asyncpg.Connection, call_id: uuid.UUID, queue: str, agent_id: int,

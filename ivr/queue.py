@@ -476,7 +476,7 @@ class QueueService:
         dialled = offer.dialled  # read by the claim itself: no extra round trip here
         dialled_any = False
         for leg in offer.legs:
-            agent_channel = f"hotline-agent-{uuid.uuid4()}"
+            agent_channel = leg.channel_id
             live.legs[agent_channel] = leg.agent_id
             self.by_agent_channel[agent_channel] = live
             try:
@@ -484,9 +484,6 @@ class QueueService:
                 if phone is None:
                     raise LookupError(f"phone {leg.phone} is not in the YAML")
                 endpoint, formats = phone_endpoint(phone)
-                async with self.pool.acquire() as conn:
-                    await call_store.set_leg_channel(conn, offer.call_id, leg.agent_id,
-                                                     agent_channel)
                 log.info("call %s: ringing agent %d on %s", offer.call_id, leg.agent_id,
                          endpoint)
                 await self.ari.originate(
