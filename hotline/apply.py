@@ -176,6 +176,8 @@ def restart_reasons(
     new_files: Mapping[str, str],
     old_desk_port: int | None,
     new_desk_port: int,
+    old_agi_port: int | None = None,
+    new_agi_port: int | None = None,
 ) -> tuple[str, ...]:
     """Why this change cannot be made while the hotline runs (empty: it can)."""
     reasons: list[str] = []
@@ -186,6 +188,10 @@ def restart_reasons(
             reasons.append(f"{what} would move from {was} to {now}")
     if old_desk_port is not None and old_desk_port != new_desk_port:
         reasons.append(f"the agent desk would move from port {old_desk_port} to {new_desk_port}")
+    if old_agi_port is not None and new_agi_port is not None and old_agi_port != new_agi_port:
+        # Call control listens for FastAGI on the old port until it restarts.
+        reasons.append(f"the progress lookup (FastAGI) would move from port {old_agi_port} "
+                       f"to {new_agi_port}")
     for name in changed_files(old_files, new_files):
         if name in START_ONLY:
             reasons.append(f"{name} changed, and Asterisk reads it only when it starts")
@@ -199,11 +205,14 @@ def make_plan(
     new_files: Mapping[str, str],
     old_desk_port: int | None,
     new_desk_port: int,
+    old_agi_port: int | None = None,
+    new_agi_port: int | None = None,
 ) -> Plan:
     """Decide what an apply changes, reloads, or why it must be refused."""
     changed = changed_files(old_files, new_files)
     return Plan(changed, reload_modules(changed),
-                restart_reasons(old_files, new_files, old_desk_port, new_desk_port))
+                restart_reasons(old_files, new_files, old_desk_port, new_desk_port,
+                                old_agi_port, new_agi_port))
 
 
 def changed_prompts(dest: Path, wavs: Mapping[str, Path]) -> dict[str, Path]:
@@ -660,8 +669,10 @@ async def _apply(rt: Runtime, conn: asyncpg.Connection, cand: _Candidate,
     # Where the desk listens now: the live file, unless it is the candidate itself.
     running = live_cfg if live_cfg is not None and not in_place else _config_of(last)
     old_desk = running.system.desk_port if running is not None else None
+    old_agi = running.system.agi_port if running is not None else None
 
-    plan = make_plan(old_files, new_files, old_desk, cfg.system.desk_port)
+    plan = make_plan(old_files, new_files, old_desk, cfg.system.desk_port, old_agi,
+                     cfg.system.agi_port)
     if plan.restart_reasons:
         where = (f"it is already in place as {live_path}" if in_place
                  else f"put it in place as {live_path}")
