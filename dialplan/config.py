@@ -43,7 +43,17 @@ DEFAULT_PROMPTS = {
     "callback_ok": "已为您保留排队位置，请挂机等候回电。",
     "callback_no_number": "对不起，没有您的号码，无法回拨，请继续等候。",
     "callback_agent": "正在为您回拨市民，请稍候。",
+    # Self-service progress by phone (ivr/progress.py).
+    "progress_ask_case": "您好，这里是办理进度查询。请输入您的工单编号，以井号键结束。",
+    "progress_ask_code": "请输入受理时告知您的六位查询码。",
+    "progress_wrong": "工单编号或查询码不正确。",
+    "progress_no_input": "没有收到您的按键。",
+    "progress_gave_up": "查询未成功。如需帮助，请拨打热线转人工服务。再见。",
+    "progress_bye": "感谢您的来电，再见。",
+    "progress_unavailable": "对不起，进度查询暂时无法使用，请稍后再拨。再见。",
 }
+# A menu option or number with this service goes to the progress lookup, not the queue.
+PROGRESS_SERVICE = "progress"
 
 
 @dataclass(frozen=True)
@@ -101,13 +111,18 @@ class Phone:
     secret: str | None = None
 
 
+# Desk accounts the YAML may list: duty agents, duty supervisors, the government
+# supervision office (督查室) and admins.
+DESK_ROLES = ("agent", "supervisor", "supervision", "admin")
+
+
 @dataclass(frozen=True)
 class Agent:
     login: str
     name: str
     phone: str | None
     initial_password: str | None = None
-    role: str = "agent"  # or "supervisor"
+    role: str = "agent"  # or "supervisor", "supervision" (督查室), "admin"
     queues: tuple[str, ...] = ()  # empty: every queue
 
 
@@ -121,6 +136,25 @@ class System:
     ami_port: int = 5038
     sip_port: int = 5060
     desk_port: int = 8080
+    agi_port: int = 4573  # the FastAGI service of the call-control process (progress lookup)
+
+
+# The settings of the units' assessment score (casework.stats.AssessmentFormula).
+ASSESSMENT_SETTINGS = ("on_time_weight", "satisfaction_weight", "reply_weight",
+                       "urging_penalty", "rehandling_penalty", "return_penalty",
+                       "overdue_penalty")
+
+
+@dataclass(frozen=True)
+class Casework:
+    """The case workflow's rules (YAML `casework:`); defaults from the source document."""
+
+    written_days: int = 7  # result due, in working days, after a written assignment
+    phone_days: int = 3  # after a phone assignment
+    criticism_urgings: int = 2  # urgings after which a case is publicly criticised
+    max_extension_days: int = 15
+    # Weights of the units' assessment score (casework.stats.AssessmentFormula checks names).
+    assessment: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,6 +172,7 @@ class HotlineConfig:
     system: System
     source: str = ""
     pause_reasons: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PAUSE_REASONS))
+    casework: Casework = field(default_factory=Casework)
 
     def number(self, dialled: str) -> Number | None:
         """The configured public number that was dialled, if any."""
@@ -263,7 +298,7 @@ def loads(text: str, filename: str = "<config>") -> HotlineConfig:
 
 def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
     top = {"hotline", "numbers", "services", "queues", "prompts", "phones", "agents", "system",
-           "pause_reasons"}
+           "pause_reasons", "casework"}
     if not c.mapping(tree, "the file", top, {"numbers", "services", "queues", "prompts"}):
         return None
     t: dict[str, _Node] = tree.value
@@ -455,9 +490,10 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
                     continue
                 a = node.value
                 role = c.text(a.get("role"), "agent role", "agent")
-                if "role" in a and role not in ("agent", "supervisor"):
+                if "role" in a and role not in DESK_ROLES:
                     c.err(a["role"].line,
-                          f"agent role must be 'agent' or 'supervisor', not '{role}'")
+                          f"agent role must be one of {', '.join(DESK_ROLES)}, not '{role}' "
+                          "(a unit's handlers are listed with their unit in units.yaml)")
                 if "phone" not in a and role == "agent":
                     c.err(node.line, "an agent is missing 'phone'")
                 agent_queues: list[str] = []
@@ -492,6 +528,9 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
     system = System()
     if "system" in t:
         system = _system(c, t["system"])
+    casework = Casework()
+    if "casework" in t:
+        casework = _casework(c, t["casework"])
 
     return HotlineConfig(
         name=name,
@@ -505,6 +544,7 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
         system=system,
         source=c.file,
         pause_reasons=pause_reasons,
+        casework=casework,
     )
 
 
@@ -572,14 +612,15 @@ def _phones(c: _Checker, node: _Node) -> dict[str, Phone]:
 
 
 def _system(c: _Checker, node: _Node) -> System:
-    fields = {"bind", "ari_port", "ami_port", "sip_port", "desk_port", "callback_dial"}
+    fields = {"bind", "ari_port", "ami_port", "sip_port", "desk_port", "agi_port",
+              "callback_dial"}
     if not c.mapping(node, "'system'", fields, set()):
         return System()
     s = node.value
     ports: dict[str, int] = {}
     defaults = System()
     effective: dict[str, int] = {}
-    for key in ("ari_port", "ami_port", "sip_port", "desk_port"):
+    for key in ("ari_port", "ami_port", "sip_port", "desk_port", "agi_port"):
         effective[key] = getattr(defaults, key)
         if key in s:
             v = s[key].value
@@ -600,3 +641,31 @@ def _system(c: _Checker, node: _Node) -> System:
     if "callback_dial" in s and "{number}" not in dial:
         c.err(s["callback_dial"].line, "callback_dial must contain {number}")
     return System(bind=bind, callback_dial=dial, **ports)
+
+
+def _casework(c: _Checker, node: _Node) -> Casework:
+    days = {"written_days": (1, 60), "phone_days": (1, 60), "criticism_urgings": (1, 20),
+            "max_extension_days": (1, 60)}
+    if not c.mapping(node, "'casework'", {*days, "assessment"}, set()):
+        return Casework()
+    s = node.value
+    values: dict[str, int] = {}
+    for key, (lo, hi) in days.items():
+        if key in s:
+            v = s[key].value
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                c.err(s[key].line, f"casework {key} must be a whole number from {lo} to {hi}")
+            else:
+                values[key] = v
+    weights: dict[str, float] = {}
+    if "assessment" in s and c.mapping(s["assessment"], "casework 'assessment'",
+                                       set(ASSESSMENT_SETTINGS), set()):
+        for key, child, line in _items(s["assessment"]):
+            v = child.value
+            if key not in ASSESSMENT_SETTINGS:
+                continue  # already reported as an unknown key
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                c.err(line, f"casework assessment '{key}' must be a number, 0 or more")
+            else:
+                weights[key] = float(v)
+    return Casework(assessment=weights, **values)

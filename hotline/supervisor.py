@@ -14,10 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 
+from casework import calendar as work_calendar
+from casework import knowledge
+from casework import units as unit_directory
 from db import agents as agent_store
 from db import pool as db_pool
 from dialplan import config, prompts, render, speech
@@ -85,6 +89,20 @@ async def prepare_database(rt: Runtime, cfg: config.HotlineConfig) -> None:
     try:
         async with pool.acquire() as conn:
             await agent_store.sync_from_config(conn, cfg.agents)
+            # The directory of linkage units (handler accounts too) and the knowledge base's
+            # first entries, from files beside the YAML; a mistake there is logged, not fatal.
+            for problem in (
+                await unit_directory.load_if_present(
+                    conn, rt.config_path.parent / "units.yaml", datetime.now(UTC))
+                + await knowledge.seed_if_empty(
+                    conn, rt.config_path.parent / "knowledge.yaml", datetime.now(UTC))):
+                log.error("%s", problem)
+            # Deadlines count working days: keep the holidays as current as the package.
+            await work_calendar.seed_from_package(conn)
+            warning = work_calendar.coverage_warning(await work_calendar.load(conn),
+                                                     datetime.now(UTC))
+            if warning:
+                log.warning("%s", warning)
     finally:
         await pool.close()
 
@@ -216,6 +234,7 @@ def _services(rt: Runtime, env: dict[str, str]) -> list[Service]:
     return [
         Service("ivr", [py, "-m", "ivr"], env, rt.log_dir / "ivr.log"),
         Service("desk", [py, "-m", "agent_desk"], env, rt.log_dir / "desk.log"),
+        Service("casework", [py, "-m", "casework"], env, rt.log_dir / "casework.log"),
     ]
 
 

@@ -32,13 +32,17 @@ from hotline.postgres import local_dsn
 from ivr.ari import Ari
 from tests.link import CuttableLink
 
+# The workflow tests' own PostgreSQL (fixtures pg_dsn, conn).
+pytest_plugins = ["tests.workflow_db"]
+
 ROOT = Path(__file__).resolve().parents[1]
 # HOTLINE_TEST_SLOT=N runs a second, separate stack (own state folder and ports), so two
 # test runs on one machine do not stop each other's.
 _SLOT = int(os.environ.get("HOTLINE_TEST_SLOT", "0"))
 VAR = ROOT / "var" / ("test" if _SLOT == 0 else f"test{_SLOT}")
 PORTS = {"ari_port": 18088 + _SLOT * 100, "ami_port": 15038 + _SLOT * 100,
-         "sip_port": 15060 + _SLOT * 100, "desk_port": 18080 + _SLOT * 100}
+         "sip_port": 15060 + _SLOT * 100, "desk_port": 18080 + _SLOT * 100,
+         "agi_port": 14573 + _SLOT * 100}
 PG_PORT = 55433 + _SLOT
 # Call control reaches ARI through a link the tests can cut (tests/link.py).
 ARI_LINK_PORT = PORTS["ari_port"] + 1
@@ -71,10 +75,18 @@ def _test_config() -> Path:
         "prompt": "t_hello", "timeout": 1, "default": "hotline",
         "options": {"1": "hotline", "9": {"service": "hotline", "priority": 3}},
     }
+    # The progress lookup by phone (tests/ivr/test_progress_e2e.py): key 1.
+    data["numbers"].append({"number": "96007", "name": "t_progress", "greeting": "t_hello",
+                            "menu": {"prompt": "t_hello", "timeout": 3, "default": "hotline",
+                                     "options": {"1": "progress"}}})
     data["phones"].append({"id": "8009", "type": "virtual", "answer_after": "never"})
     data["agents"].append({"login": "agent3", "name": "王芳", "phone": "8009",
                            "initial_password": "hotline"})
     VAR.mkdir(parents=True, exist_ok=True)
+    # The linkage units (with their handlers) and the knowledge base are read from beside
+    # the YAML, as in a real install.
+    for name in ("units.yaml", "knowledge.yaml"):
+        (VAR / name).write_bytes((ROOT / "config" / name).read_bytes())
     path = VAR / "hotline.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
