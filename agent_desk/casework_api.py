@@ -17,10 +17,11 @@ from typing import Any, Protocol
 import asyncpg
 from aiohttp import web
 
-from casework import calendar, progress, reports, urging, views
+from casework import audit, calendar, progress, reports, urging, views
 from casework import knowledge as kb
 from casework import workflow as wf
-from db.crypto import Keyring
+from db import recordings
+from db.crypto import CryptoError, Keyring
 from dialplan.config import HotlineConfig
 
 STATUS_FOR = {"forbidden": 403, "not_found": 404, "invalid": 400, "bad_state": 409,
@@ -176,10 +177,13 @@ def routes(key: web.AppKey[Any]) -> list[web.RouteDef]:
         if not isinstance(validity, dict):
             raise wf.WorkflowError("请勾选受理条件", "invalid")
         case_id = _int(r, "case_id")
-        await wf.register(conn, case_id, actor, now, title=b.get("title", ""),
-                          category=str(b.get("category", "")), validity=validity)
-        # Read to the caller now: with the case number it lets them hear its progress.
-        return {"verify_code": await progress.issue_code(conn, case_id)}
+        # One transaction: a registered case always has its verification code.
+        async with conn.transaction():
+            await wf.register(conn, case_id, actor, now, title=b.get("title", ""),
+                              category=str(b.get("category", "")), validity=validity)
+            # Read to the caller now: with the case number it lets them hear its progress.
+            code = await progress.issue_code(conn, case_id)
+        return {"verify_code": code}
 
     async def invalid(conn: asyncpg.Connection, s: DeskState, actor: wf.Actor,
                       r: web.Request, now: datetime) -> None:
@@ -322,12 +326,34 @@ def routes(key: web.AppKey[Any]) -> list[web.RouteDef]:
         return web.Response(text=assignment_form(case, s.cfg.name),
                             content_type="text/html", charset="utf-8")
 
+    # -- a voice message, decrypted for someone allowed to hear it -------------------------
+
+    async def recording(conn: asyncpg.Connection, s: DeskState, actor: wf.Actor,
+                        r: web.Request, now: datetime) -> web.Response:
+        case_id, rec_id = _int(r, "case_id"), _int(r, "recording_id")
+        # The caller's voice is personal data: the same rule as showing a field in full.
+        await views.check_personal_access(conn, actor, case_id)
+        if not await conn.fetchval("SELECT 1 FROM case_recordings WHERE id = $1 "
+                                   "AND case_id = $2", rec_id, case_id):
+            raise wf.WorkflowError("没有这段录音", "not_found")
+        try:
+            audio = await recordings.read_audio(conn, s.keyring, rec_id)
+        except LookupError:
+            raise wf.WorkflowError("录音文件已不存在", "not_found") from None
+        except CryptoError:
+            return _error(500, "录音无法解密，请联系管理员")
+        await audit.record(conn, case_id, "recording_played", actor.id, now,
+                           recording_id=rec_id)
+        return web.Response(body=audio, content_type="audio/wav",
+                            headers={"Cache-Control": "no-store"})
+
     c, a = "/api/casework/cases/{case_id}", "/api/casework/assignments/{assignment_id}"
     return [
         web.get("/api/casework/lists/{which}", step(list_)),
         web.get(c, step(detail)),
         web.get(c + "/earlier", step(earlier)),
         web.get(c + "/form", step(form)),
+        web.get(c + "/recordings/{recording_id}", step(recording)),
         web.post(c + "/reveal", step(reveal)),
         web.post(c + "/register", step(register)),
         web.post(c + "/invalid", step(invalid)),

@@ -28,6 +28,9 @@ from db import cases as case_store
 from db.crypto import Keyring
 
 CASE_READERS = (*HOTLINE_ROLES, "supervision", "handler")
+# A unit that returned a case, or whose assignment was withdrawn when it was reassigned,
+# no longer sees it (least privilege: the case and its caller are not theirs).
+_GONE = "('returned', 'withdrawn')"
 # Who may see a personal field in full (with a reason): the hotline, and the handler of
 # a unit the case is assigned to now (units reply to the caller themselves).
 REVEALERS = (*HOTLINE_ROLES, "handler")
@@ -102,7 +105,7 @@ async def list_cases(conn: asyncpg.Connection, actor: Actor, now: datetime, *,
     if actor.role == "handler":
         args.append(actor.unit_id)
         where.append(f"EXISTS (SELECT 1 FROM assignments s WHERE s.case_id = c.id "
-                     f"AND s.unit_id = ${len(args)})")
+                     f"AND s.unit_id = ${len(args)} AND s.status NOT IN {_GONE})")
     args += [limit, offset]
     rows = await conn.fetch(
         f"{_SELECT} WHERE {' AND '.join(where)} "
@@ -116,7 +119,8 @@ async def _readable(conn: asyncpg.Connection, actor: Actor, case_id: int) -> asy
         raise WorkflowError("您的角色无权查看工单", "forbidden")
     row = await conn.fetchrow(f"{_SELECT} WHERE c.id = $1", case_id)
     if row is None or (actor.role == "handler" and not await conn.fetchval(
-            "SELECT 1 FROM assignments WHERE case_id = $1 AND unit_id = $2",
+            f"SELECT 1 FROM assignments WHERE case_id = $1 AND unit_id = $2 "
+            f"AND status NOT IN {_GONE}",
             case_id, actor.unit_id)):
         # Another unit's case does not exist as far as this handler can tell.
         raise WorkflowError("工单不存在", "not_found")
@@ -199,12 +203,9 @@ def _mask(field: str, value: str | None) -> str | None:
     return value[0] + "*" * min(len(value) - 1, 8) if len(value) > 1 else "*"
 
 
-async def reveal(conn: asyncpg.Connection, keyring: Keyring, actor: Actor, case_id: int,
-                 field: str, reason: str, now: datetime) -> str | None:
-    """One personal field in full, for someone allowed, with the reason recorded."""
-    if field not in case_store.PERSONAL_FIELDS:
-        raise WorkflowError("没有这个个人信息字段", "invalid")
-    reason = text_field(reason, "查看原因", 200)
+async def check_personal_access(conn: asyncpg.Connection, actor: Actor, case_id: int) -> None:
+    """Raise WorkflowError unless this user may see the case's personal data in full (a
+    field, or a voice message): the hotline, or a handler of a unit it is assigned to now."""
     if actor.role not in REVEALERS:
         raise WorkflowError("您的角色无权查看个人信息", "forbidden")
     await _readable(conn, actor, case_id)
@@ -214,6 +215,15 @@ async def reveal(conn: asyncpg.Connection, keyring: Keyring, actor: Actor, case_
                  AND a.status IN ('assigned', 'accepted', 'reported')""",
             case_id, actor.unit_id):
         raise WorkflowError("只有正在承办此工单的单位可以查看来电人信息", "forbidden")
+
+
+async def reveal(conn: asyncpg.Connection, keyring: Keyring, actor: Actor, case_id: int,
+                 field: str, reason: str, now: datetime) -> str | None:
+    """One personal field in full, for someone allowed, with the reason recorded."""
+    if field not in case_store.PERSONAL_FIELDS:
+        raise WorkflowError("没有这个个人信息字段", "invalid")
+    reason = text_field(reason, "查看原因", 200)
+    await check_personal_access(conn, actor, case_id)
     case = await case_store.get(conn, keyring, case_id)
     assert case is not None
     await audit.record(conn, case_id, "personal_revealed", actor.id, now, field=field,

@@ -309,7 +309,7 @@ async def accept(conn: asyncpg.Connection, assignment_id: int, actor: Actor,
             await _set(conn, case["id"], now, status="accepted")
         await audit.record(conn, case["id"], "accepted", actor.id, now, unit=a["unit_id"],
                            role=a["role"])
-        await _notify(conn, case["id"], "accepted")
+        await _notify(conn, case["id"], "accepted", [a["unit_id"]])
 
 
 async def return_case(conn: asyncpg.Connection, assignment_id: int, actor: Actor,
@@ -330,7 +330,7 @@ async def return_case(conn: asyncpg.Connection, assignment_id: int, actor: Actor
             await _set(conn, case["id"], now, return_count=case["return_count"] + 1)
         await audit.record(conn, case["id"], "returned", actor.id, now, unit=a["unit_id"],
                            role=a["role"], reason=reason)
-        await _notify(conn, case["id"], "returned")
+        await _notify(conn, case["id"], "returned", [a["unit_id"]])
 
 
 async def request_extension(conn: asyncpg.Connection, assignment_id: int, actor: Actor,
@@ -357,7 +357,7 @@ async def request_extension(conn: asyncpg.Connection, assignment_id: int, actor:
             assignment_id, case["id"], actor.id, now, reason, days)
         await audit.record(conn, case["id"], "extension_requested", actor.id, now,
                            extension=ext_id, days=days, reason=reason)
-        await _notify(conn, case["id"], "extension_requested")
+        await _notify(conn, case["id"], "extension_requested", [a["unit_id"]])
     return ext_id
 
 
@@ -419,7 +419,7 @@ async def report_result(conn: asyncpg.Connection, assignment_id: int, actor: Act
         await audit.record(conn, case["id"], "result_reported", actor.id, now,
                            unit=a["unit_id"], role=a["role"], replied=replied,
                            on_time=a["due_at"] is None or now <= a["due_at"])
-        await _notify(conn, case["id"], "reported")
+        await _notify(conn, case["id"], "reported", [a["unit_id"]])
 
 
 # -- follow-up ----------------------------------------------------------------------------

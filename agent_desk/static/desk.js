@@ -69,7 +69,26 @@
     saved: '已保存',
     submitted: '已提交',
     closed: '已办结',
+    // the case workflow (casework/workflow.py STATUS_WORDS)
+    invalid: '无效来电',
+    pending: '待交办',
+    assigned: '已交办',
+    accepted: '办理中',
+    returned: '退单待审',
+    reported: '已反馈待审核',
+    reviewed: '待回访',
+    archived: '已归档',
+    merged: '已并单',
   };
+
+  // The valid-call criteria checked at intake (casework/workflow.py VALIDITY_CRITERIA).
+  const VALIDITY_CRITERIA = [
+    ['clear_target', '反映对象明确'],
+    ['objective', '内容客观真实'],
+    ['concise', '表述简明清楚'],
+    ['real_identity', '愿意留下真实姓名、电话、工作单位或住址'],
+    ['truthful', '如实回答受理人员询问'],
+  ];
 
   const WORKLIST_KINDS = {
     abandoned: '放弃来电',
@@ -503,6 +522,12 @@
       endSession('您已退出登录，请重新登录', 'info');
       return;
     }
+    if (agent && ['handler', 'supervision'].includes(agent.role)) {
+      // Units and the supervision office work on cases only: their page is /cases.
+      window.location.replace('/cases');
+      return;
+    }
+    $('link-cases').hidden = !!(agent && agent.role === 'admin');
     $('login-view').hidden = true;
     $('desk-view').hidden = false;
     document.body.dataset.view = 'desk';
@@ -924,16 +949,47 @@
     const keep = sel.value;
     const opts = [el('option', { text: '请选择类别' })];
     opts[0].value = '';
-    for (const c of S.categories) {
-      if (!c || c.code == null) continue;
-      const o = el('option', { text: str(c.name) || str(c.code) });
+    // A tree: each category under its parent, indented by depth.
+    for (const [c, depth] of categoryTree(S.categories)) {
+      const name = str(c.name) || str(c.code);
+      const o = el('option', { text: depth ? `${'\u3000'.repeat(depth)}└ ${name}` : name });
       o.value = str(c.code);
+      o.dataset.depth = String(depth);
       opts.push(o);
     }
     sel.replaceChildren(...opts);
     const cur = S.current;
     const wanted = cur && !cur.dirty.has('category') ? str(cur.case.category) : keep;
     setCategoryValue(wanted);
+  }
+
+  /** [category, depth] in tree order (parents before their children, server order kept). */
+  function categoryTree(list) {
+    const valid = list.filter((c) => c && c.code != null);
+    const codes = new Set(valid.map((c) => str(c.code)));
+    const children = new Map();
+    const roots = [];
+    for (const c of valid) {
+      const parent = str(c.parent);
+      if (parent && codes.has(parent) && parent !== str(c.code)) {
+        if (!children.has(parent)) children.set(parent, []);
+        children.get(parent).push(c);
+      } else {
+        roots.push(c);
+      }
+    }
+    const out = [];
+    const seen = new Set();
+    const walk = (c, depth) => {
+      const code = str(c.code);
+      if (seen.has(code)) return;
+      seen.add(code);
+      out.push([c, depth]);
+      for (const child of children.get(code) || []) walk(child, depth + 1);
+    };
+    for (const r of roots) walk(r, 0);
+    for (const c of valid) walk(c, 0); // a cycle in the data: still listed
+    return out;
   }
 
   function setCategoryValue(value) {
@@ -1717,6 +1773,7 @@
       fillCase(false);
       setCaseStatus('', '');
       $('case-save').disabled = false;
+      intakeOpen();
     }
 
     $('case-panel').hidden = false;
@@ -1753,6 +1810,7 @@
       if (key === 'category') setCategoryValue(c.category);
       else $(id).value = str(c[key]);
     }
+    renderIntake();
   }
 
   function collectCase() {
@@ -1922,8 +1980,292 @@
     for (const id of ['case-no', 'case-dialled', 'case-caller', 'case-created', 'case-record-status']) {
       $(id).textContent = '';
     }
+    intakeReset();
     setCaseStatus('', '');
     renderCallBanner();
+  }
+
+  // ---------------------------------------------------------------- intake (受理登记)
+
+  // Open cases another request may be merged into (casework OPEN_STATUSES).
+  const OPEN_CASE_STATUSES = ['pending', 'assigned', 'accepted', 'returned', 'reported', 'reviewed'];
+
+  const I = {
+    caseId: null,
+    knowledgeId: null,
+    busy: false,
+    done: null, // {kind, code, caseNo, into}
+    earlier: [],
+    mergeArmed: null, // {id, until}
+    gen: 0,
+  };
+
+  function intakeReset() {
+    I.caseId = null;
+    I.knowledgeId = null;
+    I.busy = false;
+    I.done = null;
+    I.earlier = [];
+    I.mergeArmed = null;
+    I.gen += 1;
+    $('intake-title').value = '';
+    $('intake-answer').value = '';
+    $('intake-invalid-reason').value = '';
+    $('intake-invalid').hidden = true;
+    $('kb-q').value = '';
+    $('kb-status').textContent = '';
+    $('kb-results').replaceChildren();
+    $('intake-kb-used').textContent = '';
+    renderValidity();
+    intakeError('');
+    renderEarlier();
+    renderIntake();
+  }
+
+  function intakeOpen() {
+    const cur = S.current;
+    intakeReset();
+    if (!cur) return;
+    I.caseId = cur.case.id;
+    renderIntake();
+    if (str(cur.case.status || 'intake') === 'intake') loadEarlier();
+  }
+
+  function renderValidity() {
+    const box = $('intake-validity');
+    const legend = box.querySelector('legend');
+    const items = VALIDITY_CRITERIA.map(([key, label]) => {
+      const input = el('input');
+      input.type = 'checkbox';
+      input.dataset.key = key;
+      input.id = `validity-${key}`;
+      const lab = el('label', { className: 'check' }, [input, el('span', { text: label })]);
+      return lab;
+    });
+    box.replaceChildren(legend, ...items);
+  }
+
+  function intakeError(text) {
+    const e = $('intake-error');
+    e.textContent = text;
+    e.hidden = !text;
+  }
+
+  function renderIntake() {
+    const cur = S.current;
+    const status = cur ? str(cur.case.status || 'intake') : '';
+    const section = $('intake');
+    // Only a case still at intake is registered here (or the one just done, to read the code).
+    section.hidden = !cur || (status !== 'intake' && !I.done);
+    const done = !!I.done;
+    $('intake-actions').hidden = done;
+    if (done) $('intake-invalid').hidden = true;
+    for (const id of ['intake-title', 'intake-answer', 'kb-q', 'kb-search']) $(id).disabled = done;
+    for (const b of section.querySelectorAll('#intake-validity input, #earlier-list button')) {
+      b.disabled = done || I.busy;
+    }
+    for (const id of ['btn-register', 'btn-answer', 'btn-invalid', 'btn-invalid-confirm']) {
+      $(id).disabled = I.busy;
+    }
+    const box = $('intake-done');
+    box.hidden = !done;
+    if (!done) return;
+    const d = I.done;
+    const heads = {
+      register: '已登记受理，等待交办',
+      answer: '已当场答复办结',
+      invalid: '已登记为无效来电',
+      merge: `已并入工单 ${str(d.into)}`,
+    };
+    $('intake-done-head').textContent = heads[d.kind] || '';
+    box.dataset.kind = d.kind;
+    $('done-case-no').textContent = str(d.caseNo);
+    $('done-code').textContent = str(d.code);
+    $('intake-code-box').hidden = d.kind !== 'register';
+    $('intake-code-hint').hidden = d.kind !== 'register';
+  }
+
+  async function loadEarlier() {
+    const gen = I.gen;
+    const id = I.caseId;
+    try {
+      const data = await api('GET', `/api/casework/cases/${encodeURIComponent(str(id))}/earlier`);
+      if (gen !== I.gen) return;
+      I.earlier = Array.isArray(data.cases) ? data.cases : [];
+    } catch (e) {
+      if (gen !== I.gen || e.status === 401) return;
+      I.earlier = [];
+      $('earlier-empty').textContent = `历史工单加载失败：${e.message}`;
+    }
+    renderEarlier();
+  }
+
+  function renderEarlier() {
+    const list = $('earlier-list');
+    $('earlier-count').textContent = String(I.earlier.length);
+    $('earlier-empty').hidden = I.earlier.length > 0;
+    if (!I.earlier.length && !$('earlier-empty').textContent.includes('失败')) {
+      $('earlier-empty').textContent = '无历史工单';
+    }
+    list.replaceChildren(...I.earlier.map((c) => {
+      const armed = I.mergeArmed && I.mergeArmed.id === c.id && Date.now() < I.mergeArmed.until;
+      const canMerge = OPEN_CASE_STATUSES.includes(str(c.status));
+      const li = el('li', { className: 'earlier-item', dataset: { caseId: c.id } }, [
+        el('span', { className: 'mono earlier-no', text: c.case_no }),
+        el('span', { className: 'earlier-title', text: str(c.title) || '（无标题）' }),
+        el('span', { className: 'status-tag', text: c.status_words, dataset: { status: c.status } }),
+        el('span', { className: 'count-text', text: c.received_at ? fmtWhen(c.received_at) : '' }),
+      ]);
+      if (canMerge) {
+        const b = button(armed ? '确认并入' : '并入此工单', `btn btn-small btn-merge${armed ? ' btn-danger' : ''}`,
+          () => onMerge(c), '把本次来电作为重复诉求并入该工单');
+        b.disabled = !!I.done || I.busy;
+        li.appendChild(b);
+      }
+      return li;
+    }));
+  }
+
+  async function onKbSearch(ev) {
+    ev.preventDefault();
+    const q = $('kb-q').value.trim();
+    const status = $('kb-status');
+    if (!q) {
+      status.textContent = '请输入关键词';
+      return;
+    }
+    status.textContent = '正在查找…';
+    const gen = I.gen;
+    try {
+      const data = await api('GET', `/api/casework/knowledge?q=${encodeURIComponent(q)}`);
+      if (gen !== I.gen) return;
+      const entries = Array.isArray(data.entries) ? data.entries : [];
+      status.textContent = entries.length ? `找到 ${entries.length} 条` : '知识库中没有相关条目';
+      $('kb-results').replaceChildren(...entries.map((k) => el('li', { className: 'kb-item' }, [
+        el('div', { className: 'kb-q', text: k.question }),
+        el('div', { className: 'kb-a', text: k.answer }),
+        button('采用此答复', 'btn btn-small', () => {
+          $('intake-answer').value = str(k.answer);
+          I.knowledgeId = typeof k.id === 'number' ? k.id : null;
+          $('intake-kb-used').textContent = `（采用知识库：${str(k.question)}）`;
+          $('intake-answer').focus();
+        }),
+      ])));
+    } catch (e) {
+      if (gen === I.gen && e.status !== 401) status.textContent = `查找失败：${e.message}`;
+    }
+  }
+
+  /** Save what the agent typed in the case form first: the step must not lose it. */
+  async function saveBeforeStep(cur) {
+    if (cur.dirty.size === 0) return true;
+    await saveCurrentCase();
+    if (S.current !== cur) return false;
+    if (cur.dirty.size > 0) {
+      intakeError('工单内容尚未保存成功，请先保存');
+      return false;
+    }
+    return true;
+  }
+
+  async function intakeStep(kind, path, body, intoNo = '') {
+    const cur = S.current;
+    if (!cur || I.busy || I.done) return;
+    intakeError('');
+    I.busy = true;
+    renderIntake();
+    renderEarlier();
+    const gen = I.gen;
+    try {
+      if (!(await saveBeforeStep(cur))) return;
+      const data = await api('POST', `/api/casework/cases/${encodeURIComponent(str(cur.case.id))}/${path}`, body);
+      if (gen !== I.gen || S.current !== cur) return;
+      const statuses = { register: 'pending', answer: 'closed', invalid: 'invalid', merge: 'merged' };
+      cur.case = { ...cur.case, status: statuses[kind] };
+      I.done = { kind, code: data.verify_code, caseNo: cur.case.case_no, into: intoNo };
+      fillCase(true);
+      // The agent reads the number and the code to the caller now: bring them into view.
+      const box = $('intake-done');
+      box.tabIndex = -1;
+      box.scrollIntoView({ block: 'center' });
+      box.focus({ preventScroll: true });
+    } catch (e) {
+      if (gen === I.gen && e.status !== 401) intakeError(e.message);
+    } finally {
+      if (gen === I.gen) {
+        I.busy = false;
+        renderIntake();
+        renderEarlier();
+      }
+    }
+  }
+
+  function validityChecked() {
+    const out = {};
+    for (const input of $('intake-validity').querySelectorAll('input[data-key]')) {
+      out[input.dataset.key] = input.checked;
+    }
+    return out;
+  }
+
+  function onRegister() {
+    intakeStep('register', 'register', {
+      title: $('intake-title').value.trim(),
+      category: $('case-category').value,
+      validity: validityChecked(),
+    });
+  }
+
+  function onAnswer() {
+    intakeStep('answer', 'answer', {
+      title: $('intake-title').value.trim(),
+      category: $('case-category').value,
+      answer: $('intake-answer').value.trim(),
+      knowledge_id: I.knowledgeId,
+    });
+  }
+
+  function onInvalidConfirm() {
+    const reason = $('intake-invalid-reason').value.trim();
+    if (!reason) {
+      intakeError('请填写无效原因');
+      $('intake-invalid-reason').focus();
+      return;
+    }
+    intakeStep('invalid', 'invalid', { reason });
+  }
+
+  function onMerge(c) {
+    const armed = I.mergeArmed && I.mergeArmed.id === c.id && Date.now() < I.mergeArmed.until;
+    if (!armed) {
+      I.mergeArmed = { id: c.id, until: Date.now() + 6000 };
+      renderEarlier();
+      return;
+    }
+    I.mergeArmed = null;
+    intakeStep('merge', 'merge', { into: c.id }, c.case_no);
+  }
+
+  function bindIntake() {
+    renderValidity();
+    $('kb-form').addEventListener('submit', onKbSearch);
+    $('btn-register').addEventListener('click', onRegister);
+    $('btn-answer').addEventListener('click', onAnswer);
+    $('btn-invalid').addEventListener('click', () => {
+      $('intake-invalid').hidden = false;
+      $('intake-invalid-reason').focus();
+    });
+    $('btn-invalid-cancel').addEventListener('click', () => {
+      $('intake-invalid').hidden = true;
+      intakeError('');
+    });
+    $('btn-invalid-confirm').addEventListener('click', onInvalidConfirm);
+    $('intake-invalid-reason').addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter') {
+        ev.preventDefault();
+        onInvalidConfirm();
+      }
+    });
   }
 
   // ---------------------------------------------------------------- ticker
@@ -1986,6 +2328,7 @@
       }
     });
     $('case-close').addEventListener('click', onCaseClose);
+    bindIntake();
     $('case-callback-copy').addEventListener('click', () => {
       const cur = S.current;
       if (!cur || !cur.case.caller_number) return;

@@ -112,6 +112,8 @@ async def test_the_life_of_a_case(conn: asyncpg.Connection) -> None:
     assert due == at("2026-03-05 00:00")
     assert await conn.fetchval("SELECT status FROM assignments WHERE id = $1",
                                a_district) == "returned"
+    # The district, having returned it, no longer sees the case or its caller.
+    assert await views.list_cases(conn, h_district, at("2026-02-24 09:01")) == []
     a_power, a_housing = await _lead(conn, case, power), await _lead(conn, case, housing)
     await wf.accept(conn, a_power, h_power, at("2026-02-24 10:00"))
     await wf.accept(conn, a_housing, h_housing, at("2026-02-24 11:00"))
