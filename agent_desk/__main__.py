@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from agent_desk.app import DESK, make_app
+from db import keys
 from db import pool as db_pool
 from db.crypto import CryptoError, load_keyring
 from dialplan import config
@@ -27,6 +28,7 @@ async def build() -> web.Application | None:
         key_file = os.environ.get("HOTLINE_KEY_FILE")
         keyring = load_keyring(Path(key_file) if key_file else None)
         pool = await db_pool.connect(os.environ["DATABASE_URL"])
+        await keys.ensure_loaded(pool, keyring)  # the data keys, unwrapped by the KEK
     except (config.ConfigError, CryptoError, ConnectionError) as e:
         log.error("cannot start: %s", e)
         return None

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from db import keys
 from db.crypto import Keyring, normalise_phone
 
 __all__ = ["normalise_phone"]
@@ -28,7 +29,7 @@ class CaseInputError(ValueError):
 
 
 def _aad(case_id: int, field: str) -> bytes:
-    return f"case_personal:{case_id}:{field}".encode()
+    return keys.personal_aad(case_id, field)
 
 
 async def _put_personal(conn: asyncpg.Connection, keyring: Keyring, case_id: int,
@@ -37,16 +38,20 @@ async def _put_personal(conn: asyncpg.Connection, keyring: Keyring, case_id: int
         await conn.execute("DELETE FROM case_personal WHERE case_id = $1 AND field = $2",
                            case_id, field)
         return
+    await keys.ensure_loaded(conn, keyring)
     key_id, blob = keyring.encrypt(value, _aad(case_id, field))
-    bidx = None
+    bidx = bidx_key_id = None
     if field in PHONE_FIELDS and normalise_phone(value):
-        bidx = keyring.blind_index(value)
+        # Which index key made it: rebuilding the index under a new key resumes by this.
+        bidx, bidx_key_id = keyring.blind_index(value), keyring.index_key_id
     await conn.execute(
-        """INSERT INTO case_personal (case_id, field, key_id, ciphertext, blind_index)
-           VALUES ($1, $2, $3, $4, $5)
+        """INSERT INTO case_personal (case_id, field, key_id, ciphertext, blind_index,
+                                      bidx_key_id)
+           VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (case_id, field) DO UPDATE SET key_id = EXCLUDED.key_id,
-             ciphertext = EXCLUDED.ciphertext, blind_index = EXCLUDED.blind_index""",
-        case_id, field, key_id, blob, bidx,
+             ciphertext = EXCLUDED.ciphertext, blind_index = EXCLUDED.blind_index,
+             bidx_key_id = EXCLUDED.bidx_key_id""",
+        case_id, field, key_id, blob, bidx, bidx_key_id,
     )
 
 
@@ -61,6 +66,9 @@ async def create(
     callback_number: str | None = None,
 ) -> asyncpg.Record:
     """Open a case for a call; its number is made of the date and a sequence."""
+    # Before the transaction: a fresh install's first data key is made in a transaction of
+    # its own, never one that could roll back after we encrypted under it.
+    await keys.ensure_loaded(conn, keyring)
     async with conn.transaction():
         row = await conn.fetchrow(
             """INSERT INTO cases (case_no, call_id, dialled_number, service, caller_withheld)
@@ -85,7 +93,9 @@ async def get(conn: asyncpg.Connection, keyring: Keyring, case_id: int) -> dict[
     out = _public(row)
     out.update({f: None for f in PERSONAL_FIELDS})
     for p in await conn.fetch("SELECT * FROM case_personal WHERE case_id = $1", case_id):
-        out[p["field"]] = keyring.decrypt(p["key_id"], p["ciphertext"], _aad(case_id, p["field"]))
+        # A key id not seen yet (rotated by another process) reloads the keys once.
+        out[p["field"]] = await keys.decrypt(conn, keyring, p["key_id"], p["ciphertext"],
+                                             _aad(case_id, p["field"]))
     return out
 
 
@@ -118,6 +128,7 @@ async def update(conn: asyncpg.Connection, keyring: Keyring, case_id: int,
             raise CaseInputError(f"the field '{key}' is longer than {MAX_LEN[key]} characters")
     if changes.get("callback_number") and not normalise_phone(changes["callback_number"]):
         raise CaseInputError("the callback number has no digits")
+    await keys.ensure_loaded(conn, keyring)
     async with conn.transaction():
         row = await conn.fetchrow("SELECT id FROM cases WHERE id = $1 FOR UPDATE", case_id)
         if row is None:
@@ -144,11 +155,13 @@ async def find_by_phone(conn: asyncpg.Connection, keyring: Keyring, number: str,
     """Earlier cases of the caller with this number (caller or callback), newest first."""
     if not normalise_phone(number):
         return []
+    # Under every index key held: while the index is rebuilt under a new key, some rows
+    # still carry the old key's index.
     return await conn.fetch(
         """SELECT DISTINCT c.* FROM cases c JOIN case_personal p ON p.case_id = c.id
-           WHERE p.blind_index = $1 AND c.id <> COALESCE($2, -1)
+           WHERE p.blind_index = ANY($1::bytea[]) AND c.id <> COALESCE($2, -1)
            ORDER BY c.created_at DESC""",
-        keyring.blind_index(number), exclude,
+        keyring.blind_indexes(number), exclude,
     )
 
 
@@ -161,8 +174,8 @@ async def has_open_case(conn: asyncpg.Connection, keyring: Keyring, number: str)
         return False
     return bool(await conn.fetchval(
         """SELECT 1 FROM cases c JOIN case_personal p ON p.case_id = c.id
-           WHERE p.blind_index = $1 AND NOT (c.status = ANY($2)) LIMIT 1""",
-        keyring.blind_index(number), list(OPEN_STATUSES_EXCLUDED),
+           WHERE p.blind_index = ANY($1::bytea[]) AND NOT (c.status = ANY($2)) LIMIT 1""",
+        keyring.blind_indexes(number), list(OPEN_STATUSES_EXCLUDED),
     ))
 
 

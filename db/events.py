@@ -29,6 +29,7 @@ SUPERVISE = "supervise"  # a supervisor asks to listen/whisper/barge: call_id, s
 CONFIG = "config"  # a configuration version was applied: version (re-read the YAML)
 CASE = "case"  # a case moved on: case_id, action, unit_ids (the units concerned)
 ALERT = "alert"  # a major emergency was reported to the emergency office: report_id, title
+KEYS = "keys"  # the keys changed (new primary data key or index key): reload the keyring
 
 
 async def notify(conn: asyncpg.Connection, kind: str, **data: Any) -> None:

@@ -15,10 +15,12 @@ import signal
 import sys
 from pathlib import Path
 
+from db import keys
 from db import pool as db_pool
 from db.crypto import CryptoError, load_keyring
 from dialplan import config
 from dialplan.render import ARI_APP
+from ivr import progress
 from ivr.ari import Ari
 from ivr.service import CallControl
 from ivr.voicemail import VoiceMessages
@@ -39,6 +41,12 @@ async def main() -> int:
     except ConnectionError as e:
         log.error("cannot start: %s", e)
         return 3
+    try:
+        await keys.ensure_loaded(pool, keyring)  # the data keys, unwrapped by the KEK
+    except CryptoError as e:
+        log.error("cannot start: %s", e)
+        await pool.close()
+        return 2
     url = os.environ.get("HOTLINE_ARI_URL") or f"http://{cfg.system.bind}:{cfg.system.ari_port}"
     async with Ari(url, os.environ.get("HOTLINE_ARI_USER", "hotline"),
                    os.environ["HOTLINE_ARI_PASSWORD"], ARI_APP) as ari:
@@ -47,6 +55,8 @@ async def main() -> int:
                                   Path(os.environ.get("HOTLINE_RECORDINGS", "var/recordings")))
         control = CallControl(cfg, ari, pool, keyring, os.environ["DATABASE_URL"], voicemail,
                               os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"))
+        # The progress lookup by phone (FastAGI, reached from the dialplan).
+        agi = await progress.serve(pool, cfg.system.agi_port, voicemail.sounds_dir())
         task = asyncio.create_task(control.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -56,6 +66,8 @@ async def main() -> int:
             await task
         except asyncio.CancelledError:
             log.info("call control stopping")
+        if agi is not None:
+            agi.close()
     await pool.close()
     return 0
 

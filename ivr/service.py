@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from db import agents as agent_store
-from db import announcement, events
+from db import announcement, events, keys
 from db import calls as call_store
 from db import cases as case_store
 from db.crypto import Keyring
@@ -121,6 +121,8 @@ class CallControl:
             self.queue.kick()
         elif notice["kind"] == events.CONFIG:
             self.reload_config()
+        elif notice["kind"] == events.KEYS:  # new primary data key or index key
+            keys.refresh_soon(self.pool, self.flow.keyring)
         elif notice["kind"] == events.ANNOUNCEMENT:
             task = asyncio.create_task(self.load_announcement())
             self._tasks.add(task)

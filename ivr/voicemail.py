@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 import time
 import uuid
 import wave
@@ -77,21 +75,23 @@ class VoiceMessages:
         if not source.exists():
             log.info("call %s: no voice message was left", call_id)
             return
-        target = self._move(source, f"{call_id}.wav")
+        size, seconds = source.stat().st_size, _seconds(source)
+        target, key_id = await self._store(source, f"{call_id}.wav")
         async with self.pool.acquire() as conn:
-            if case_id is not None and target.stat().st_size > 44:  # more than a header
+            if case_id is not None and size > 44:  # more than a header
                 await recordings.attach(conn, case_id, call_id, "voice_message", str(target),
-                                        _seconds(target))
+                                        seconds, key_id)
             await worklist.add(conn, call_id, "voice_message")
         log.info("call %s: voice message kept", call_id)
 
-    def _move(self, source: Path, name: str) -> Path:
+    async def _store(self, source: Path, name: str) -> tuple[Path, str]:
+        """Encrypt a recording into the store (the plaintext in the spool is removed);
+        return the stored file and the data key id it is sealed under."""
         self.store.mkdir(parents=True, exist_ok=True)
         self.store.chmod(0o700)
-        target = self.store / name
-        shutil.move(source, target)
-        os.chmod(target, 0o600)
-        return target
+        target = self.store / f"{name}.enc"
+        key_id = await recordings.seal_file(self.pool, self.keyring, source, target)
+        return target, key_id
 
     async def import_fallback(self) -> int:
         """Turn messages the dialplan recorded while call control was down into cases.
@@ -120,9 +120,10 @@ class VoiceMessages:
                                                caller_number=caller)
                 await call_store.end(conn, call_id, "fallback_voice_message")
                 if wav.exists() and wav.stat().st_size > 44:
-                    target = self._move(wav, f"{call_id}.wav")
+                    seconds = _seconds(wav)
+                    target, key_id = await self._store(wav, f"{call_id}.wav")
                     await recordings.attach(conn, case["id"], call_id, "voice_message",
-                                            str(target), _seconds(target))
+                                            str(target), seconds, key_id)
                 await worklist.add(conn, call_id, "voice_message")
             for leftover in (meta, done, wav):
                 leftover.unlink(missing_ok=True)

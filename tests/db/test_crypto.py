@@ -233,10 +233,14 @@ def test_create_key_file_creates_0600_and_loads(tmp_path: Path) -> None:
     assert create_key_file(path) is True
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     doc = json.loads(path.read_text())
-    assert doc["version"] == 1 and doc["primary"] in doc["keys"]
+    # Version 2: the key-encryption key and the index key; data keys live in the database.
+    assert doc["version"] == 2 and doc["primary_index"] in doc["index_keys"]
+    assert set(doc["kek"]) == {"id", "key"} and "keys" not in doc
     ring = load_keyring(path, env={})
-    key_id, blob = ring.encrypt(PHONE, AAD)
-    assert ring.decrypt(key_id, blob, AAD) == PHONE
+    assert ring.is_envelope and ring.needs_data_keys and ring.kek_id == doc["kek"]["id"]
+    assert len(ring.blind_index(PHONE)) == 16
+    with pytest.raises(CryptoError, match="no data key"):
+        ring.encrypt(PHONE, AAD)
 
 
 def test_create_key_file_does_not_overwrite(tmp_path: Path) -> None:
@@ -252,8 +256,9 @@ def test_create_key_file_makes_fresh_keys(tmp_path: Path) -> None:
     create_key_file(tmp_path / "b.json")
     a = json.loads((tmp_path / "a.json").read_text())
     b = json.loads((tmp_path / "b.json").read_text())
-    assert a["keys"]["k1"] != b["keys"]["k1"]
-    assert a["index_key"] != b["index_key"] != a["keys"]["k1"]
+    assert a["kek"]["key"] != b["kek"]["key"]
+    assert list(a["index_keys"].values()) != list(b["index_keys"].values())
+    assert a["kek"]["key"] not in a["index_keys"].values()
 
 
 def test_load_from_env_takes_precedence(tmp_path: Path) -> None:
@@ -331,3 +336,71 @@ def test_missing_key_file_names_the_file(tmp_path: Path) -> None:
 def test_empty_env_var_falls_back_to_file(tmp_path: Path) -> None:
     path = _write(tmp_path / "keys.json", json.dumps(_doc()))
     assert load_keyring(path, env={"HOTLINE_KEYS": ""}).primary_key_id == "k1"
+
+
+# --- cipher registry, SM4, sealed files, version-2 files -----------------------------------
+
+
+def test_ciphers_are_chosen_by_name_and_sm4_round_trips() -> None:
+    from db.crypto import cipher_names, get_cipher
+
+    assert {"aes-256-gcm", "sm4-gcm"} <= set(cipher_names())
+    sm4 = get_cipher("sm4-gcm")
+    key = bytes(range(16))
+    blob = sm4.encrypt(key, "张三".encode(), b"aad")
+    assert sm4.decrypt(key, blob, b"aad").decode() == "张三"
+    with pytest.raises(CryptoError):
+        sm4.decrypt(key, blob, b"other")
+    with pytest.raises(CryptoError, match="unknown cipher 'rot13'"):
+        get_cipher("rot13")
+
+
+def test_sealed_bytes_name_their_key_and_are_bound_to_their_file() -> None:
+    ring = _ring()
+    wav = b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(100)
+    sealed = ring.seal(wav, b"recording:a.wav")
+    assert not sealed.startswith(b"RIFF") and b"WAVE" not in sealed
+    assert Keyring.sealed_key_id(sealed) == "k1" and Keyring.sealed_key_id(wav) is None
+    assert ring.unseal(sealed, b"recording:a.wav") == wav
+    with pytest.raises(CryptoError):
+        ring.unseal(sealed, b"recording:b.wav")
+
+
+def _v2(**overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"version": 2, "kek": {"id": "kek-1", "key": _b64(_key(5))},
+                           "index_keys": {"i1": _b64(_key(9))}, "primary_index": "i1"}
+    doc.update(overrides)
+    return doc
+
+
+@pytest.mark.parametrize("doc", [
+    _v2(kek=None), _v2(kek={"id": "kek-1"}), _v2(kek={"id": "", "key": _b64(_key(5))}),
+    _v2(index_keys={}), _v2(primary_index="i9"), _v2(kek={"id": "k", "key": _b64(_key(9))}),
+])
+def test_bad_version_2_key_file_names_the_file(tmp_path: Path, doc: dict[str, Any]) -> None:
+    path = _write(tmp_path / "keys.json", json.dumps(doc))
+    with pytest.raises(CryptoError) as info:
+        load_keyring(path, env={})
+    assert str(path) in str(info.value) and _b64(_key(5)) not in str(info.value)
+
+
+def test_version_2_keyring_keeps_the_index_of_a_version_1_file(tmp_path: Path) -> None:
+    v1 = load_keyring(_write(tmp_path / "a.json", json.dumps(_doc())), env={})
+    v2 = load_keyring(_write(tmp_path / "b.json", json.dumps(_v2())), env={})
+    assert v2.index_key_id == v1.index_key_id == "i1"
+    assert v2.blind_index(PHONE) == v1.blind_index(PHONE)
+    assert "kek-1" in repr(v2) and _b64(_key(5)) not in repr(v2)
+
+
+def test_a_keyring_rereads_its_file_for_a_new_index_key(tmp_path: Path) -> None:
+    from db.crypto import write_key_file
+
+    path = _write(tmp_path / "keys.json", json.dumps(_v2()))
+    ring = load_keyring(path, env={})
+    old = ring.blind_index(PHONE)
+    write_key_file(path, _v2(index_keys={"i1": _b64(_key(9)), "i2": _b64(_key(8))},
+                             primary_index="i2"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert ring.reload_source()
+    assert ring.index_key_id == "i2" and ring.blind_index(PHONE) != old
+    assert old in ring.blind_indexes(PHONE)  # lookups match both while rebuilding

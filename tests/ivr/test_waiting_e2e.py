@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from db import recordings
 from tests.conftest import Stack, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
@@ -86,6 +87,13 @@ async def test_a_caller_waiting_too_long_leaves_a_voice_message_that_joins_the_c
     path = Path(rec)
     assert path.exists() and path.stat().st_size > 44
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    # Encrypted at rest: no WAV header on disk; the desk's reader decrypts it to a WAV.
+    stored = path.read_bytes()
+    assert b"RIFF" not in stored[:64] and b"WAVE" not in stored[:64]
+    assert not list(path.parent.glob("*.wav"))  # no plaintext copy beside it
+    rec_id = await db.fetchval("SELECT id FROM case_recordings WHERE call_id = $1", call_id)
+    audio = await recordings.read_audio(db, stack.keyring(), rec_id)
+    assert audio[:4] == b"RIFF" and audio[8:12] == b"WAVE" and len(audio) > 44
     assert await db.fetchval("SELECT kind FROM worklist WHERE call_id = $1", call_id) \
         == "voice_message"
 
