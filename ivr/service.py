@@ -137,6 +137,12 @@ class CallControl:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def notices_back(self) -> None:
+        """Notices may have been missed while disconnected: look at the queue again, and
+        re-read the keys (a rotation may have happened meanwhile)."""
+        self.queue.kick()
+        keys.refresh_soon(self.pool, self.flow.keyring)
+
     def reload_config(self) -> None:
         """`hotline config apply` put a new YAML live: use its numbers and queue settings
         from now on (calls already waiting keep their place)."""
@@ -363,7 +369,7 @@ class CallControl:
         await asyncio.gather(
             self.ari.run(), self.queue.run(), self.queue.announcer(), self.heartbeat(),
             self.import_voice_messages(),
-            events.listen_forever(self.dsn, self.on_notice, on_connect=self.queue.kick),
+            events.listen_forever(self.dsn, self.on_notice, on_connect=self.notices_back),
         )
 
 
