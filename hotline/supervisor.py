@@ -90,10 +90,15 @@ async def prepare_database(rt: Runtime, cfg: config.HotlineConfig) -> None:
         async with pool.acquire() as conn:
             await agent_store.sync_from_config(conn, cfg.agents)
             # The directory of linkage units (handler accounts too) and the knowledge base's
-            # first entries, from files beside the YAML; a mistake there is logged, not fatal.
-            for problem in (
-                await unit_directory.load_if_present(
+            # first entries, from files beside the YAML, on the first start only: afterwards
+            # the admin edits them at the desk (or runs `hotline units import`), and a
+            # restart must not undo that. A mistake in a file is logged, not fatal.
+            first_units: list[str] = []
+            if not await conn.fetchval("SELECT 1 FROM units LIMIT 1"):
+                first_units = await unit_directory.load_if_present(
                     conn, rt.config_path.parent / "units.yaml", datetime.now(UTC))
+            for problem in (
+                first_units
                 + await knowledge.seed_if_empty(
                     conn, rt.config_path.parent / "knowledge.yaml", datetime.now(UTC))):
                 log.error("%s", problem)
