@@ -8,11 +8,14 @@ service as PostgreSQL notices (db.events); nothing is polled.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import json
 import logging
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,13 +23,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import yaml
 from aiohttp import WSMsgType, web
 
-from agent_desk import casework_api
+from agent_desk import admin_api, casework_api
+from agent_desk.open311 import open311_routes
+from agent_desk.publication_routes import publication_routes
+from casework.stats import AssessmentFormula
 from db import agents as agent_store
-from db import announcement, events, stats, worklist
+from db import announcement, events, keys, stats, totp, worklist
 from db import calls as call_store
 from db import cases as case_store
+from db import logins as login_store
 from db import sessions as session_store
 from db.crypto import CryptoError, Keyring
 from dialplan import config
@@ -37,9 +45,16 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "hotline_session"
 CSRF_HEADER = "X-Hotline-CSRF"
 MAX_BODY = 64 * 1024
+# /api routes answered without a session: logging in, and the API's own description.
+PUBLIC_API = ("/api/login", "/api/openapi.json")
+OPENAPI = Path(__file__).parent / "openapi.yaml"
 LOGIN_FAILURES_PER_MINUTE = 10
 LOGIN_FAILURES_ALL_PER_MINUTE = 100
 SESSION_CHECK_SECONDS = 30
+# An open desk pings on the user's input; more than one ping in this time is not written.
+ACTIVITY_WRITE_SECONDS = 30
+# Who may lift a login lock-out.
+UNLOCKERS = ("supervisor", "admin")
 # Roles that work the live queue (the others work on cases only).
 DUTY_ROOM = ("agent", "supervisor")
 
@@ -59,6 +74,9 @@ class Desk:
     # Role and unit of each connected desk user: case notices go only where they may.
     roles: dict[int, tuple[str, int | None]] = field(default_factory=dict)
     snapshot_pending: bool = False
+    # The clock of lock-outs, sessions and TOTP codes (tests move it).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    session_check_seconds: float = SESSION_CHECK_SECONDS
 
 
 DESK: web.AppKey[Desk] = web.AppKey("desk", Desk)
@@ -71,11 +89,14 @@ def _error(status: int, message: str) -> web.Response:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise web.HTTPBadRequest(text=json.dumps({"error": "请求内容不是有效的 JSON"}),
                                  content_type="application/json") from None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text=json.dumps({"error": "请求内容必须是 JSON 对象"}),
+                                 content_type="application/json")
+    if casework_api.unstorable(body):
+        raise web.HTTPBadRequest(text=json.dumps({"error": casework_api.UNSTORABLE}),
                                  content_type="application/json")
     return body
 
@@ -87,15 +108,63 @@ async def _session(request: web.Request) -> session_store.Session | None:
     token = request.cookies.get(COOKIE)
     if not token:
         return None
-    async with request.app[DESK].pool.acquire() as conn:
-        return await session_store.lookup(conn, token)
+    desk = request.app[DESK]
+    # Only requests that change something count as the user's activity: a GET may be an
+    # open desk refreshing itself on a push. (The desk pings on user input: see websocket.)
+    touch = request.method not in ("GET", "HEAD")
+    async with desk.pool.acquire() as conn:
+        return await session_store.lookup(conn, token, desk.clock(), touch=touch)
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(proxies: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
+                                                 ...]:
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _ip(text: str | None) -> login_store.Address | None:
+    try:
+        address = ipaddress.ip_address((text or "").strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def client_of(request: web.Request) -> tuple[login_store.Address | None, bool]:
+    """The client's address and whether it reached us over TLS. X-Forwarded-For and
+    X-Forwarded-Proto are believed only from a proxy in system.trusted_proxies; from
+    anyone else they are ignored (they would let a client pick its own address)."""
+    trusted = _networks(request.app[DESK].cfg.system.trusted_proxies)
+
+    def believed(a: login_store.Address | None) -> bool:
+        return a is not None and any(a in n for n in trusted)
+
+    peer = _ip(request.remote)
+    if not believed(peer):
+        return peer, request.secure
+    proto = request.headers.get("X-Forwarded-Proto")
+    secure = (proto.split(",")[0].strip().lower() == "https") if proto else request.secure
+    # The client is the last hop that is not one of our proxies (earlier hops are what
+    # the client itself claims).
+    client = peer
+    hops = ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")
+    for hop in reversed([h for h in hops if h.strip()]):
+        address = _ip(hop)
+        if address is None:
+            break
+        client = address
+        if not believed(address):
+            break
+    return client, secure
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every /api and /ws route needs a session; state changes also need the CSRF header."""
     path = request.path
-    if not (path.startswith("/api/") or path == "/ws") or path == "/api/login":
+    if not (path.startswith("/api/") or path == "/ws") or path in PUBLIC_API:
         return await handler(request)
     session = await _session(request)
     if session is None:
@@ -109,10 +178,20 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
 @web.middleware
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """No traceback ever reaches a user: unexpected errors become a plain 500."""
+    if casework_api.unstorable([request.path, *request.query.items()]):
+        return _error(400, "请求地址含有无效字符（如 %00）")
     try:
         return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        # aiohttp's own answer is an English sentence in plain text.
+        return _error(413, f"请求内容过大，不能超过 {MAX_BODY // 1024} KiB")
     except web.HTTPException:
         raise
+    except OSError:
+        if request.path.startswith("/static/"):  # e.g. a file name too long for the OS
+            return _error(404, "没有这个文件")
+        log.exception("desk request %s %s failed", request.method, request.path)
+        return _error(500, "服务器内部错误，请稍后重试")
     except Exception:
         log.exception("desk request %s %s failed", request.method, request.path)
         return _error(500, "服务器内部错误，请稍后重试")
@@ -128,6 +207,7 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(name, str) or not isinstance(password, str) or len(name) > 64 \
             or len(password) > 256:
         return _error(400, "请输入用户名和密码")
+    # A first line in memory, before any database work: a burst from anywhere.
     now = time.monotonic()
     for key in list(desk.login_failures):
         desk.login_failures[key] = [t for t in desk.login_failures[key] if now - t < 60]
@@ -136,26 +216,78 @@ async def login(request: web.Request) -> web.Response:
     if len(desk.login_failures.get(name, ())) >= LOGIN_FAILURES_PER_MINUTE or \
             sum(map(len, desk.login_failures.values())) >= LOGIN_FAILURES_ALL_PER_MINUTE:
         return _error(429, "登录失败次数过多，请一分钟后再试")
+    code = body.get("code")
+    if code is not None and (not isinstance(code, str) or len(code) > 16):
+        return _error(400, "动态验证码应为 6 位数字")
+    clock = desk.clock()
+    address, secure = client_of(request)
     async with desk.pool.acquire() as conn:
         agent = await agent_store.by_login(conn, name)
+        attempt = login_store.Attempt(name, agent["id"] if agent else None, address)
+        # The lock-out is the database's (it holds across restarts and desk processes);
+        # names that are no account are locked the same way: the answer tells nothing.
+        blocked = await login_store.address_blocked_until(conn, address, clock)
+        if blocked is not None:
+            await login_store.record(conn, attempt, "address_limited", clock)
+            minutes = login_store.retry_minutes(blocked, clock)
+            return _locked(f"此地址登录失败次数过多，请 {minutes} 分钟后再试", blocked, clock)
+        until = await login_store.locked_until(conn, name, clock)
+        if until is not None:
+            await login_store.record(conn, attempt, "locked", clock)
+            return _locked_login(until, clock)
     # argon2 is slow on purpose: keep it off the event loop, and hash for unknown names
     # too, so the answer's timing does not tell which logins exist.
     stored = agent["password_hash"] if agent is not None else None
     ok = await asyncio.get_running_loop().run_in_executor(
         None, agent_store.verify_password, stored, password)
     if agent is None or not ok:
-        desk.login_failures[name].append(now)
-        log.info("desk login failed")
-        return _error(401, "用户名或密码错误")
+        return await _login_failed(desk, attempt, clock, "failure", "用户名或密码错误")
     async with desk.pool.acquire() as conn:
-        token, session = await session_store.create(conn, agent["id"])
+        if await totp.status(conn, agent["id"]) == "on":
+            # Two steps: the password was right; no session until the code is right too.
+            if not code:
+                return web.json_response({"error": "请输入验证器上的 6 位动态验证码",
+                                          "totp_required": True}, status=401)
+            if not await totp.use_code(conn, desk.keyring, agent["id"], code, clock):
+                return await _login_failed(desk, attempt, clock, "totp_failure",
+                                           "动态验证码不正确或已用过，请输入验证器上新的验证码",
+                                           totp_required=True)
+        await login_store.succeeded(conn, attempt, clock)
+        desk.login_failures.pop(name, None)
+        token, session = await session_store.create(conn, agent["id"], clock)
         if agent["state"] == "logged_out":
             agent = await agent_store.set_state(conn, agent["id"], "paused", "login")
     log.info("agent %s logged in to the desk", agent["login"])
     resp = web.json_response({"agent": agent_store.as_dict(agent), "csrf": session.csrf})
-    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
-                    secure=request.secure, path="/")
+    # Secure when the browser reached us over TLS (directly or through a trusted proxy):
+    # then the cookie is never sent over plain HTTP.
+    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=secure, path="/")
     return resp
+
+
+def _locked(message: str, until: datetime, now: datetime) -> web.Response:
+    seconds = max(1, int((until - now).total_seconds()))
+    resp = _error(429, message)
+    resp.headers["Retry-After"] = str(seconds)
+    return resp
+
+
+def _locked_login(until: datetime, now: datetime) -> web.Response:
+    return _locked(f"登录失败次数过多，该账号已暂时锁定，请 "
+                   f"{login_store.retry_minutes(until, now)} 分钟后再试，"
+                   "或请值班长解锁", until, now)
+
+
+async def _login_failed(desk: Desk, attempt: login_store.Attempt, now: datetime,
+                        outcome: str, message: str, **extra: Any) -> web.Response:
+    """Count a failed password or code toward the lock-out and answer it."""
+    desk.login_failures[attempt.login].append(time.monotonic())
+    async with desk.pool.acquire() as conn:
+        until = await login_store.failed(conn, attempt, now, outcome)
+    log.info("desk login failed%s", " and locked the login" if until else "")
+    if until is not None:
+        return _locked_login(until, now)
+    return web.json_response({"error": message, **extra}, status=401)
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -180,9 +312,149 @@ async def me(request: web.Request) -> web.Response:
     session: session_store.Session = request["session"]
     async with request.app[DESK].pool.acquire() as conn:
         agent = await agent_store.get(conn, session.agent_id)
+        second_factor = await totp.status(conn, session.agent_id)
     if agent is None:
         return _error(401, "请先登录")
-    return web.json_response({"agent": agent_store.as_dict(agent), "csrf": session.csrf})
+    return web.json_response({"agent": agent_store.as_dict(agent), "csrf": session.csrf,
+                              "totp": second_factor,
+                              "totp_allowed": agent["role"] in totp.ROLES})
+
+
+# -- the second factor (TOTP) and unlocking --------------------------------------------
+
+
+async def _me_for_totp(request: web.Request) -> asyncpg.Record | web.Response:
+    session: session_store.Session = request["session"]
+    async with request.app[DESK].pool.acquire() as conn:
+        agent = await agent_store.get(conn, session.agent_id)
+    if agent is None or agent["role"] not in totp.ROLES:
+        return _error(403, "只有值班长、督查和管理员账号可以启用动态验证码")
+    return agent
+
+
+async def totp_enrol(request: web.Request) -> web.Response:
+    """A new secret for the user's authenticator app, shown this once; it takes effect
+    once confirmed with a code."""
+    desk = request.app[DESK]
+    agent = await _me_for_totp(request)
+    if isinstance(agent, web.Response):
+        return agent
+    async with desk.pool.acquire() as conn:
+        try:
+            new = await totp.enrol(conn, desk.keyring, agent["id"], agent["login"],
+                                   desk.clock())
+        except totp.TotpError as e:
+            return _error(409, str(e))
+    return web.json_response({"secret": new.secret, "uri": new.uri, "totp": "pending"})
+
+
+async def _code_step(request: web.Request, step: str) -> web.Response:
+    """Confirm (step 'confirm') or switch off (step 'disable') with a current code; wrong
+    codes count toward the account's lock-out like wrong passwords."""
+    desk = request.app[DESK]
+    agent = await _me_for_totp(request)
+    if isinstance(agent, web.Response):
+        return agent
+    code = (await _json_body(request)).get("code")
+    if not isinstance(code, str) or not code.strip():
+        return _error(400, "请输入验证器上的 6 位动态验证码")
+    clock = desk.clock()
+    address, _ = client_of(request)
+    attempt = login_store.Attempt(agent["login"], agent["id"], address)
+    async with desk.pool.acquire() as conn:
+        until = await login_store.locked_until(conn, agent["login"], clock)
+        if until is not None:
+            return _locked_login(until, clock)
+        state = await totp.status(conn, agent["id"])
+        if state != ("pending" if step == "confirm" else "on"):
+            return _error(409, "请先获取新的密钥" if step == "confirm" else "动态验证码未启用")
+        fn = totp.confirm if step == "confirm" else totp.disable
+        if await fn(conn, desk.keyring, agent["id"], code, clock):
+            await login_store.record(conn, attempt,
+                                     "totp_enabled" if step == "confirm" else "totp_disabled",
+                                     clock)
+            log.info("agent %d switched the second factor %s", agent["id"],
+                     "on" if step == "confirm" else "off")
+            return web.json_response({"totp": "on" if step == "confirm" else "off"})
+        until = await login_store.failed(conn, attempt, clock, "totp_failure")
+    if until is not None:
+        return _locked_login(until, clock)
+    return _error(400, "动态验证码不正确或已用过，请输入验证器上新的验证码")
+
+
+async def totp_confirm(request: web.Request) -> web.Response:
+    return await _code_step(request, "confirm")
+
+
+async def totp_disable(request: web.Request) -> web.Response:
+    return await _code_step(request, "disable")
+
+
+async def _role_in(request: web.Request, roles: tuple[str, ...],
+                   message: str) -> session_store.Session | web.Response:
+    session: session_store.Session = request["session"]
+    async with request.app[DESK].pool.acquire() as conn:
+        role = await conn.fetchval("SELECT role FROM agents WHERE id = $1", session.agent_id)
+    return session if role in roles else _error(403, message)
+
+
+async def _target(request: web.Request) -> asyncpg.Record | None:
+    try:
+        agent_id = int(request.match_info["agent_id"])
+    except ValueError:
+        return None
+    async with request.app[DESK].pool.acquire() as conn:
+        return await agent_store.get(conn, agent_id)
+
+
+async def unlock_agent(request: web.Request) -> web.Response:
+    """A supervisor or admin lifts an account's login lock-out."""
+    desk = request.app[DESK]
+    who = await _role_in(request, UNLOCKERS, "仅值班长或管理员可以解锁账号")
+    if isinstance(who, web.Response):
+        return who
+    target = await _target(request)
+    if target is None:
+        return _error(404, "没有这个账号")
+    address, _ = client_of(request)
+    async with desk.pool.acquire() as conn:
+        was_locked = await login_store.unlock(conn, target["id"], target["login"],
+                                              who.agent_id, desk.clock(), address)
+    log.info("agent %d unlocked the login of agent %d", who.agent_id, target["id"])
+    return web.json_response({"agent_id": target["id"], "was_locked": was_locked})
+
+
+async def locked_agents(request: web.Request) -> web.Response:
+    """The accounts locked out now (for the supervisor to unlock)."""
+    desk = request.app[DESK]
+    who = await _role_in(request, UNLOCKERS, "仅值班长或管理员可以查看")
+    if isinstance(who, web.Response):
+        return who
+    async with desk.pool.acquire() as conn:
+        rows = await login_store.locked_accounts(conn, desk.clock())
+    return web.json_response({"agents": [
+        {"id": r["id"], "login": r["login"], "display_name": r["display_name"],
+         "locked_until": r["locked_until"].isoformat()} for r in rows]})
+
+
+async def reset_totp(request: web.Request) -> web.Response:
+    """An admin switches off someone's second factor (a lost phone); they enrol again."""
+    desk = request.app[DESK]
+    who = await _role_in(request, ("admin",), "仅管理员可以重置动态验证码")
+    if isinstance(who, web.Response):
+        return who
+    target = await _target(request)
+    if target is None:
+        return _error(404, "没有这个账号")
+    address, _ = client_of(request)
+    async with desk.pool.acquire() as conn:
+        removed = await totp.reset(conn, target["id"])
+        if removed:
+            await login_store.record(
+                conn, login_store.Attempt(target["login"], target["id"], address),
+                "totp_disabled", desk.clock(), who.agent_id)
+    log.info("admin %d reset the second factor of agent %d", who.agent_id, target["id"])
+    return web.json_response({"agent_id": target["id"], "was_on": removed})
 
 
 def _wanted_state(desk: Desk, body: dict[str, Any],
@@ -193,6 +465,8 @@ def _wanted_state(desk: Desk, body: dict[str, Any],
     if wanted not in allowed:
         return _error(400, f"状态只能是 {' / '.join(allowed)}")
     reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        return _error(400, "暂停原因无效")
     if wanted == "paused":
         reason = reason or next(iter(desk.cfg.pause_reasons))
         if reason not in desk.cfg.pause_reasons and reason != "supervisor":
@@ -211,8 +485,8 @@ async def set_state(request: web.Request) -> web.Response:
         return parsed
     async with desk.pool.acquire() as conn:
         me = await agent_store.get(conn, session.agent_id)
-        if me is not None and me["role"] == "supervisor" and parsed[0] == "ready":
-            return _error(409, "值班长账号不接听排队来电")
+        if me is not None and me["role"] != "agent" and parsed[0] == "ready":
+            return _error(409, "此账号不接听排队来电")
         agent, pending = await agent_store.request_state(conn, session.agent_id, *parsed)
     body: dict[str, Any] = {"agent": agent_store.as_dict(agent)}
     if pending:
@@ -255,9 +529,8 @@ async def supervise_agent(request: web.Request) -> web.Response:
     who = await _supervisor(request)
     if isinstance(who, web.Response):
         return who
-    try:
-        agent_id = int(request.match_info["agent_id"])
-    except ValueError:
+    agent_id = path_id(request, "agent_id")
+    if agent_id is None:
         return _error(404, "没有这个坐席")
     body = await _json_body(request)
     parsed = _wanted_state(desk, {**body, "reason": body.get("reason") or "supervisor"},
@@ -416,12 +689,23 @@ async def _case_for_agent(conn: asyncpg.Connection, desk: Desk, agent_id: int,
     return await case_store.get(conn, desk.keyring, case_id)
 
 
+def path_id(request: web.Request, name: str) -> int | None:
+    """A positive database id from the path, or None (not a number, or beyond what the
+    id columns hold: 2**70 would fail in the database driver, not be a 404)."""
+    text = request.match_info[name]
+    # ASCII digits only: int() would also take "٣", " 3", "+3" and "1_0".
+    if not (text.isascii() and text.isdigit() and len(text) <= 10):
+        return None
+    value = int(text)
+    return value if 0 < value < 2**31 else None
+
+
 def _case_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["case_id"])
-    except ValueError:
+    case_id = path_id(request, "case_id")
+    if case_id is None:
         raise web.HTTPNotFound(text=json.dumps({"error": "没有这个工单"}),
-                               content_type="application/json") from None
+                               content_type="application/json")
+    return case_id
 
 
 async def get_case(request: web.Request) -> web.Response:
@@ -461,8 +745,20 @@ def _zh_case_error(e: case_store.CaseInputError) -> str:
 
 async def categories(request: web.Request) -> web.Response:
     async with request.app[DESK].pool.acquire() as conn:
-        rows = await conn.fetch("SELECT code, name, parent FROM categories ORDER BY sort, code")
+        rows = await conn.fetch("SELECT code, name, parent FROM categories WHERE active "
+                                "ORDER BY sort, code")
     return web.json_response({"categories": [dict(r) for r in rows]})
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The desk API's OpenAPI description (agent_desk/openapi.yaml), read once."""
+    doc: dict[str, Any] = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))
+    return doc
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
 
 
 async def health(request: web.Request) -> web.Response:
@@ -479,6 +775,10 @@ async def cases_page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "cases.html")
 
 
+async def admin_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "admin.html")
+
+
 # -- live pushes -----------------------------------------------------------------------
 
 
@@ -486,7 +786,7 @@ async def snapshot(desk: Desk) -> dict[str, Any]:
     """The live queue and every agent's state, with callers' numbers masked."""
     async with desk.pool.acquire() as conn:
         waiting = await call_store.waiting(conn)
-        agents = await agent_store.list_active(conn)
+        agents = [a for a in await agent_store.list_active(conn) if a["role"] in DUTY_ROOM]
         message = await announcement.get(conn)
         masked: dict[int, str | None] = {}
         for row in waiting:
@@ -570,6 +870,8 @@ async def handle_notice(desk: Desk, notice: dict[str, Any]) -> None:
                  "reason": notice.get("reason")}
         for who in {agent_id, *notice.get("rung", [])} - {None}:
             await _to_agent(desk, who, ended)
+    elif kind == events.KEYS:  # new primary data key or index key
+        keys.refresh_soon(desk.pool, desk.keyring)
     elif kind == events.CONFIG and desk.config_path:
         try:
             desk.cfg = config.load(desk.config_path)  # queues, pause reasons
@@ -631,9 +933,19 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             resend = await _call_message(desk, kind, session.agent_id, str(call["id"]))
             if resend:
                 await _send(ws, resend)
+        last_write = 0.0
         async for incoming in ws:
             if incoming.type == WSMsgType.ERROR:
-                break  # the desk sends nothing we act on; pings are handled by aiohttp
+                break
+            # The only message a desk sends: {"type": "activity"}, on the user's input (the
+            # socket itself is no sign of life: it stays open all shift).
+            if _is_activity(incoming) and \
+                    time.monotonic() - last_write >= ACTIVITY_WRITE_SECONDS:
+                last_write = time.monotonic()
+                async with desk.pool.acquire() as conn:
+                    if await session_store.lookup(conn, request.cookies[COOKIE],
+                                                  desk.clock()) is None:
+                        await ws.close(code=4401, message=b"session ended")
     finally:
         watcher.cancel()
         desk.sockets[session.agent_id].discard(ws)
@@ -642,12 +954,24 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def _is_activity(message: Any) -> bool:
+    if message.type != WSMsgType.TEXT:
+        return False
+    try:
+        data = json.loads(message.data)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("type") == "activity"
+
+
 async def _watch_session(desk: Desk, ws: web.WebSocketResponse, token: str) -> None:
-    """Close the socket once its session ends; an open desk keeps its session alive."""
+    """Close the socket once its session ends (logout, idle, lifetime). While its agent
+    works the queue the open desk keeps the session from going idle, and from ending
+    during a call (db/sessions.keep_alive)."""
     while not ws.closed:
-        await asyncio.sleep(SESSION_CHECK_SECONDS)
+        await asyncio.sleep(desk.session_check_seconds)
         async with desk.pool.acquire() as conn:
-            alive = await session_store.lookup(conn, token)
+            alive = await session_store.keep_alive(conn, token, desk.clock())
         if alive is None:
             await ws.close(code=4401, message=b"session ended")
 
@@ -665,8 +989,10 @@ async def _listen(app: web.Application) -> Any:
         spawn(handle_notice(desk, notice))
 
     def on_connect() -> None:
-        # Notices may have been missed while disconnected: send everyone a fresh snapshot.
+        # Notices may have been missed while disconnected: send everyone a fresh snapshot,
+        # and re-read the keys (a rotation may have happened meanwhile).
         spawn(_broadcast_snapshot(desk))
+        keys.refresh_soon(desk.pool, desk.keyring)
 
     listener = asyncio.create_task(events.listen_forever(desk.dsn, on_notice, on_connect))
     yield
@@ -684,9 +1010,16 @@ def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
     app[DESK] = Desk(cfg, pool, keyring, dsn, config_path=config_path)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/api/openapi.json", openapi)
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/me", me)
+    app.router.add_post("/api/me/totp/enrol", totp_enrol)
+    app.router.add_post("/api/me/totp/confirm", totp_confirm)
+    app.router.add_post("/api/me/totp/disable", totp_disable)
+    app.router.add_get("/api/admin/locked_agents", locked_agents)
+    app.router.add_post("/api/admin/agents/{agent_id}/unlock", unlock_agent)
+    app.router.add_post("/api/admin/agents/{agent_id}/totp/reset", reset_totp)
     app.router.add_post("/api/agent/state", set_state)
     app.router.add_post("/api/agent/wrap_up", extend_wrap_up)
     app.router.add_get("/api/pause_reasons", pause_reasons)
@@ -703,6 +1036,13 @@ def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
     app.router.add_get("/ws", websocket)
     app.router.add_get("/cases", cases_page)
     app.router.add_routes(casework_api.routes(DESK))
+    app.router.add_get("/admin", admin_page)
+    app.router.add_routes(admin_api.routes(DESK))
+    # Public, without login: Open311 GeoReport v2 (read only) and the weekly publication.
+    app.router.add_routes(open311_routes(pool))
+    app.router.add_routes(publication_routes(
+        pool, criticism_urgings=cfg.casework.criticism_urgings,
+        formula=AssessmentFormula.from_mapping(cfg.casework.assessment)))
     app.router.add_static("/static", STATIC)
     app.cleanup_ctx.append(_listen)
     return app

@@ -269,6 +269,7 @@ async def rotate_data_key(db: Db, keyring: Keyring, *, batch: int = 200,
     result = RotationResult(key_id, resumed)
     await _reencrypt_fields(db, keyring, result, batch, progress, after_batch)
     await _reencrypt_files(db, keyring, result, batch, progress, after_batch)
+    await _reencrypt_totp(db, keyring, result)
     async with _conn(db) as conn:
         # Finished even if some rows failed: they are reported, and the next rotation makes
         # a new key instead of retrying them for ever.
@@ -278,9 +279,27 @@ async def rotate_data_key(db: Db, keyring: Keyring, *, batch: int = 200,
                WHERE NOT is_primary AND retired_at IS NULL
                  AND NOT EXISTS (SELECT 1 FROM case_personal p WHERE p.key_id = d.id)
                  AND NOT EXISTS (SELECT 1 FROM case_recordings r WHERE r.key_id = d.id)
+                 AND NOT EXISTS (SELECT 1 FROM agent_totp t WHERE t.key_id = d.id)
                RETURNING id""")
     result.retired = sorted(r["id"] for r in retired)
     return result
+
+
+async def _reencrypt_totp(db: Db, keyring: Keyring, result: RotationResult) -> None:
+    """The desk users' second-factor secrets (a handful of rows: one transaction)."""
+    async with _conn(db) as conn, conn.transaction():
+        rows = await conn.fetch("SELECT agent_id, key_id, secret FROM agent_totp "
+                                "WHERE key_id <> $1 FOR UPDATE", result.key_id)
+        for r in rows:
+            aad = f"agent_totp:{r['agent_id']}".encode()
+            try:
+                secret = keyring.decrypt_bytes(r["key_id"], r["secret"], aad)
+            except CryptoError as e:
+                result.failed.append(f"second factor of agent {r['agent_id']}: {e}")
+                continue
+            new_id, blob = keyring.encrypt_bytes(secret, aad)
+            await conn.execute("UPDATE agent_totp SET key_id = $2, secret = $3 "
+                               "WHERE agent_id = $1", r["agent_id"], new_id, blob)
 
 
 async def _after(after_batch: AfterBatch | None, stage: str, done: int) -> None:

@@ -7,6 +7,7 @@ applied from a file that does not validate.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -137,6 +138,9 @@ class System:
     sip_port: int = 5060
     desk_port: int = 8080
     agi_port: int = 4573  # the FastAGI service of the call-control process (progress lookup)
+    # Reverse proxies (addresses or networks) whose X-Forwarded-Proto / X-Forwarded-For the
+    # desk believes; from any other peer those headers are ignored.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 # The settings of the units' assessment score (casework.stats.AssessmentFormula).
@@ -613,7 +617,7 @@ def _phones(c: _Checker, node: _Node) -> dict[str, Phone]:
 
 def _system(c: _Checker, node: _Node) -> System:
     fields = {"bind", "ari_port", "ami_port", "sip_port", "desk_port", "agi_port",
-              "callback_dial"}
+              "callback_dial", "trusted_proxies"}
     if not c.mapping(node, "'system'", fields, set()):
         return System()
     s = node.value
@@ -640,7 +644,25 @@ def _system(c: _Checker, node: _Node) -> System:
     dial = c.text(s.get("callback_dial"), "callback_dial", System.callback_dial)
     if "callback_dial" in s and "{number}" not in dial:
         c.err(s["callback_dial"].line, "callback_dial must contain {number}")
-    return System(bind=bind, callback_dial=dial, **ports)
+    return System(bind=bind, callback_dial=dial, trusted_proxies=_proxies(c, s),
+                  **ports)
+
+
+def _proxies(c: _Checker, s: dict[str, _Node]) -> tuple[str, ...]:
+    node = s.get("trusted_proxies")
+    if node is None or node.value is None:
+        return ()
+    if not isinstance(node.value, list):
+        c.err(node.line, "trusted_proxies must be a list of addresses, e.g. [127.0.0.1]")
+        return ()
+    out = []
+    for item in node.value:
+        try:
+            out.append(str(ipaddress.ip_network(str(item.value), strict=False)))
+        except ValueError:
+            c.err(item.line, f"trusted_proxies: '{item.value}' is not an IP address or "
+                             "network (like 10.0.0.5 or 10.0.0.0/24)")
+    return tuple(out)
 
 
 def _casework(c: _Checker, node: _Node) -> Casework:

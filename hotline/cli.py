@@ -9,6 +9,14 @@
   hotline config apply [FILE]      put a YAML live (reload Asterisk, keep waiting calls)
   hotline config versions          applied configuration versions
   hotline config rollback VERSION  put an earlier version live again
+  hotline calendar seed            store the holidays the chinesecalendar package knows
+  hotline calendar import FILE     enter a State Council holiday notice (YAML)
+  hotline calendar show YEAR       a year's holidays and working weekends
+  hotline units import FILE        the directory of linkage units (.yaml/.yml, or .csv)
+  hotline units list [--all]       the directory as a tree
+  hotline keys status [--json]     key ids, the primary, rows and files per key (no keys)
+  hotline keys rotate [--index]    new data key (or index key), re-encrypt while running
+  hotline keys migrate             move a version-1 key file to envelope keys (version 2)
 """
 
 from __future__ import annotations
@@ -57,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="seconds the caller stays on the line before hanging up")
 
     _config_parser(sub)
+    _calendar_parser(sub)
+    _units_parser(sub)
+    _keys_parser(sub)
     return p
 
 
@@ -80,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_call(rt, args))
         if args.command == "config":
             return _config(rt, args)
+        if args.command == "calendar":
+            return asyncio.run(_calendar(rt, args))
+        if args.command == "units":
+            return asyncio.run(_units(rt, args))
+        if args.command == "keys":
+            return _keys(rt, args)
     except KeyboardInterrupt:
         return 130
     return 2
@@ -331,6 +348,255 @@ async def _status(rt: Runtime, as_json: bool) -> int:
     for a in status["queue"]["agents"]:
         print(f"  {a['login']:10} {a['name']:8} {a['state']:10} {a['reason'] or ''}")
     return 0 if ok else 1
+
+
+# -- hotline calendar --------------------------------------------------------------------------
+
+
+def _calendar_parser(sub: Any) -> None:
+    cal = sub.add_parser("calendar", help="holidays and working weekends for deadlines")
+    csub = cal.add_subparsers(dest="calendar_command", required=True)
+    csub.add_parser("seed", help="store the days the chinesecalendar package knows")
+    imp = csub.add_parser("import", help="enter a State Council holiday notice (YAML)")
+    imp.add_argument("file", help="e.g. config/calendar/2027.yaml")
+    show = csub.add_parser("show", help="a year's exception days and whether it is covered")
+    show.add_argument("year", type=int)
+
+
+async def _calendar(rt: Runtime, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from casework import calendar
+    from db import migrate
+
+    notice = None
+    if args.calendar_command == "import":
+        if args.file.endswith(".example.yaml"):
+            print(f"{args.file} is an example, not an official notice: copy it, enter the "
+                  "notice's dates and import the copy", file=sys.stderr)
+            return 2
+        try:
+            notice = calendar.parse_notice(Path(args.file))
+        except calendar.NoticeError as e:
+            print(e, file=sys.stderr)
+            print(f"{len(e.problems)} problem(s); nothing was imported", file=sys.stderr)
+            return 2
+    try:
+        conn = await asyncpg.connect(rt.dsn(), timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as e:
+        print(f"the database is not reachable ({e}): is the hotline running (`make run`)?",
+              file=sys.stderr)
+        return 1
+    try:
+        await migrate.apply(conn)
+        if args.calendar_command == "seed":
+            added = await calendar.seed_from_package(conn)
+            print(f"{added} day(s) added from the chinesecalendar package")
+            return 0
+        if notice is not None:
+            rows = await calendar.apply_notice(conn, notice, None, datetime.now(UTC))
+            print(f"{notice.year}: {rows} exception day(s) entered from {args.file}; "
+                  f"`hotline calendar show {notice.year}` lists them")
+            return 0
+        cal = await calendar.load(conn)
+    finally:
+        await conn.close()
+    for d in cal.exceptions(args.year):
+        kind = "working" if d.working else "holiday"
+        print(f"{d.day}  {calendar.WEEKDAYS[d.day.weekday()][:3]}  {kind:8} {d.name:10} "
+              f"({d.source})")
+    if cal.covers(args.year):
+        print(f"{args.year} is covered")
+    else:
+        print(f"{args.year} is NOT covered: no holiday notice is known for it; deadlines "
+              "count every Monday-Friday as working. Enter the notice with `hotline calendar "
+              "import FILE` (see config/calendar/2027.example.yaml)")
+    return 0
+
+
+# -- hotline units -----------------------------------------------------------------------------
+
+
+def _units_parser(sub: Any) -> None:
+    units = sub.add_parser("units", help="the directory of linkage units and their handlers")
+    usub = units.add_subparsers(dest="units_command", required=True)
+    imp = usub.add_parser("import", help="make the directory what a file says (units not in "
+                                         "it are deactivated)")
+    imp.add_argument("file", help="config/units.yaml, or a CSV (see config/units.example.csv)")
+    imp.add_argument("--handlers", help="with a units CSV: a CSV of handler accounts "
+                                        "(unit_code,login,name,initial_password)")
+    lst = usub.add_parser("list", help="the directory as a tree")
+    lst.add_argument("--all", action="store_true", help="deactivated units too")
+
+
+async def _units(rt: Runtime, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from casework import units
+    from db import migrate
+
+    specs: list[units.UnitSpec] = []
+    with_handlers = False
+    if args.units_command == "import":
+        try:
+            specs, with_handlers = units.parse_file(
+                Path(args.file), Path(args.handlers) if args.handlers else None)
+        except units.FileProblems as e:
+            print(e, file=sys.stderr)
+            print(f"{len(e.problems)} problem(s); nothing was imported", file=sys.stderr)
+            return 2
+    try:
+        conn = await asyncpg.connect(rt.dsn(), timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as e:
+        print(f"the database is not reachable ({e}): is the hotline running (`make run`)?",
+              file=sys.stderr)
+        return 1
+    try:
+        await migrate.apply(conn)
+        if args.units_command == "import":
+            try:
+                result = await units.import_units(conn, specs, datetime.now(UTC),
+                                                  with_handlers=with_handlers)
+            except units.FileProblems as e:
+                print(e, file=sys.stderr)
+                print(f"{len(e.problems)} problem(s); nothing was imported", file=sys.stderr)
+                return 2
+            print(f"{args.file}: {result.summary()}")
+            if not with_handlers:
+                print("no handlers file given: handler accounts were left as they are")
+            return 0
+        roots = await units.tree(conn, include_inactive=args.all)
+        counts = {r["unit_id"]: r["n"] for r in await conn.fetch(
+            "SELECT unit_id, count(*) AS n FROM agents WHERE role = 'handler' AND active"
+            " GROUP BY unit_id")}
+    finally:
+        await conn.close()
+    if not roots:
+        print("the directory is empty: `hotline units import config/units.yaml`")
+        return 0
+
+    def show(u: units.Unit, depth: int) -> None:
+        handlers = counts.get(u.id, 0)
+        note = "" if u.active else "  (deactivated)"
+        print(f"{'  ' * depth}{u.code:{max(1, 28 - 2 * depth)}} {u.name}  {u.duty_phone}"
+              f"  handlers: {handlers}{note}")
+        for c in u.children:
+            show(c, depth + 1)
+
+    for r in roots:
+        show(r, 0)
+    return 0
+
+
+# -- hotline keys ------------------------------------------------------------------------------
+
+
+def _keys_parser(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="encryption keys: status, rotation (docs/privacy.md)")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    st = ksub.add_parser("status", help="key ids, the primary, rows and files per key")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    rot = ksub.add_parser("rotate", help="make a new primary data key and re-encrypt every "
+                                         "personal field and voice message under it (the "
+                                         "hotline keeps running; run again to resume)")
+    rot.add_argument("--index", action="store_true",
+                     help="rotate the blind-index key instead and rebuild every index")
+    rot.add_argument("--batch", type=int, default=200, help="rows per transaction")
+    rot.add_argument("--cipher", help="cipher of the new data key (default: the current one)")
+    ksub.add_parser("migrate", help="move a version-1 key file's keys into the database, "
+                                    "wrapped by a new key-encryption key")
+
+
+def _keys(rt: Runtime, args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_keys_async(rt, args))
+    except KeyboardInterrupt:
+        if args.keys_command == "rotate":
+            # Each batch is its own transaction: what was committed stays done.
+            print("\ninterrupted: run the same command again to resume where it stopped",
+                  file=sys.stderr)
+        return 130
+
+
+async def _keys_async(rt: Runtime, args: argparse.Namespace) -> int:
+    from db import keys, migrate
+    from db.crypto import CryptoError, load_keyring
+
+    try:
+        keyring = load_keyring(rt.key_file)
+    except CryptoError as e:
+        print(e, file=sys.stderr)
+        return 2
+    try:
+        conn = await asyncpg.connect(rt.dsn(), timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as e:
+        print(f"the database is not reachable ({e}): is the hotline running (`make run`)?",
+              file=sys.stderr)
+        return 1
+
+    def progress(stage: str, done: int, total: int) -> None:
+        what = {"fields": "personal fields re-encrypted", "files": "voice messages "
+                "re-encrypted", "index": "blind indexes rebuilt"}[stage]
+        print(f"  {done}/{total} {what}", flush=True)
+
+    try:
+        await migrate.apply(conn)
+        if args.keys_command == "migrate":
+            if not await keys.migrate_key_file(conn, keyring):
+                print(f"{rt.key_file} is already version 2: nothing to do")
+                return 0
+            print(f"moved the data keys into the database, wrapped by key-encryption key "
+                  f"{keyring.kek_id}; {rt.key_file} is now version 2. Back it up now: "
+                  "without it no personal field can be read (docs/privacy.md)")
+            return 0
+        if args.keys_command == "rotate" and args.index:
+            print("rotating the blind-index key ...", flush=True)
+            new_id, n = await keys.rotate_index_key(conn, keyring, batch=args.batch,
+                                                    progress=progress)
+            print(f"done: {n} blind index(es) rebuilt under index key {new_id}; the old "
+                  f"index key is gone from {rt.key_file}. Back the key file up again.")
+            return 0
+        if args.keys_command == "rotate":
+            was_v1 = not keyring.is_envelope
+            result = await keys.rotate_data_key(conn, keyring, batch=args.batch,
+                                                cipher=args.cipher, progress=progress)
+            if was_v1:
+                print(f"{rt.key_file} moved to version 2 (envelope keys); back it up now")
+            print(f"{'resumed' if result.resumed else 'new'} primary data key "
+                  f"{result.key_id}: {result.fields} personal field(s) and {result.files} "
+                  "voice message(s) re-encrypted")
+            if result.retired:
+                print(f"retired (kept for old backups): {', '.join(result.retired)}")
+            for f in result.failed:
+                print(f"  could not re-encrypt {f}", file=sys.stderr)
+            return 1 if result.failed else 0
+        await keys.ensure_loaded(conn, keyring)
+        status = await keys.key_status(conn, keyring)
+    except CryptoError as e:
+        print(e, file=sys.stderr)
+        return 2
+    finally:
+        await conn.close()
+    if args.json:
+        print(json.dumps(status, indent=2, ensure_ascii=False))
+        return 0
+    print(f"key file: version {status['key_file_version']}"
+          + (f", key-encryption key {status['kek_id']}" if status["kek_id"] else
+             " (legacy keys in the file: `hotline keys migrate`)"))
+    print("data keys:")
+    for k in status["data_keys"]:
+        flags = "primary" if k["primary"] else ("retired" if k["retired_at"] else "")
+        print(f"  {k['id']:12} {k['cipher']:12} {flags:8} {k['rows']:7} field(s) "
+              f"{k['files']:5} voice message(s)")
+    for kid, n in status["rows_under_unknown_keys"].items():
+        print(f"  {kid:12} UNKNOWN KEY  {n:7} field(s) cannot be read")
+    if status["plaintext_files"]:
+        print(f"  {status['plaintext_files']} voice message(s) not encrypted yet "
+              "(`hotline keys rotate` encrypts them)")
+    print(f"index keys: {', '.join(status['index_keys'])} (primary {status['primary_index']})")
+    for kid, n in status["blind_indexes_per_index_key"].items():
+        print(f"  {kid:12} {n:7} blind index(es)")
+    return 0
 
 
 if __name__ == "__main__":

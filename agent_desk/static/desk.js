@@ -528,6 +528,7 @@
       return;
     }
     $('link-cases').hidden = !!(agent && agent.role === 'admin');
+    $('link-admin').hidden = !(agent && agent.role === 'admin');
     $('login-view').hidden = true;
     $('desk-view').hidden = false;
     document.body.dataset.view = 'desk';
@@ -559,15 +560,27 @@
     const btn = $('login-submit');
     btn.disabled = true;
     btn.textContent = '正在登录…';
+    const codeField = $('totp-field');
     try {
-      const data = await api('POST', '/api/login', { login, password }, { authRedirect: false });
+      const body = { login, password };
+      if (!codeField.hidden) body.code = $('totp-code').value.trim();
+      const data = await api('POST', '/api/login', body, { authRedirect: false });
       $('password').value = '';
+      $('totp-code').value = '';
+      codeField.hidden = true;
       enterDesk(data);
     } catch (e) {
       err.textContent = e.message;
       err.dataset.kind = 'error';
       err.hidden = false;
-      $('password').select();
+      if (e.data && e.data.totp_required) {
+        // The password was right; the account also needs its second factor.
+        codeField.hidden = false;
+        $('totp-code').value = '';
+        $('totp-code').focus();
+      } else {
+        $('password').select();
+      }
     } finally {
       btn.disabled = false;
       btn.textContent = '登录';
@@ -2287,6 +2300,25 @@
   function stopTicker() {
     clearInterval(S.ticker);
     S.ticker = null;
+  }
+
+  // ---------------------------------------------------------------- activity
+
+  // The server ends a session after 30 minutes without the user doing anything; the open
+  // socket alone is no sign of life, so tell it about the user's input (once a minute).
+  let lastActivityPing = -Infinity;
+  function pingActivity() {
+    const ws = S.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    const now = performance.now();
+    if (now - lastActivityPing < 60000) return;
+    lastActivityPing = now;
+    try {
+      ws.send('{"type":"activity"}');
+    } catch (_e) { /* closing: the next input pings again */ }
+  }
+  for (const type of ['keydown', 'pointerdown', 'wheel']) {
+    document.addEventListener(type, pingActivity, { capture: true, passive: true });
   }
 
   // ---------------------------------------------------------------- boot

@@ -9,6 +9,7 @@ database holds no caller's number or name.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import wave
@@ -333,3 +334,25 @@ async def test_no_table_holds_a_callers_number_or_name_in_plaintext(
         raw = ring._state.keys[key_id].key  # noqa: SLF001 - the test looks for the raw key
         assert not await db.fetchval("SELECT count(*) FROM data_keys WHERE "
                                      "position($1::bytea in wrapped) > 0", raw)
+
+
+async def test_rotation_moves_second_factor_secrets_too(
+        db: asyncpg.Connection, key_file: Path) -> None:
+    from datetime import UTC, datetime
+
+    from db import keys, totp
+
+    ring = _ring(key_file)
+    await keys.ensure_loaded(db, ring)
+    agent = await db.fetchval("INSERT INTO agents (login, display_name, role) "
+                              "VALUES ('lead9', 'lead9', 'supervisor') RETURNING id")
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    enrolment = await totp.enrol(db, ring, agent, "lead9", now)
+    old = await db.fetchval("SELECT key_id FROM agent_totp WHERE agent_id = $1", agent)
+    result = await keys.rotate_data_key(db, ring)
+    assert await db.fetchval("SELECT key_id FROM agent_totp WHERE agent_id = $1",
+                             agent) == result.key_id != old
+    assert old in result.retired
+    # The secret is the same one: the code of the enrolled authenticator still matches.
+    code = totp.code_at(base64.b32decode(enrolment.secret), now)
+    assert await totp.confirm(db, _ring(key_file), agent, code, now)
