@@ -307,6 +307,16 @@ async def gather_status(rt: Runtime) -> dict[str, Any]:
             comp["ari"] = {"ok": alive and connected,
                            "detail": ("connected" if connected else "not connected")
                            if alive else f"call control silent for {float(hb['age']):.0f} s"}
+        jobs = await conn.fetchrow(
+            """SELECT extract(epoch FROM now() - updated_at) AS age FROM service_status
+               WHERE name = 'casework'""")
+        if jobs is None:
+            comp["casework"] = {"ok": False, "detail": "the case-workflow jobs have never run"}
+        else:
+            # They tick every minute: silent for three means they are not running.
+            fresh = float(jobs["age"]) < 180
+            comp["casework"] = {"ok": fresh, "detail": "urging overdue cases" if fresh else
+                                f"case-workflow jobs silent for {float(jobs['age']):.0f} s"}
         rows = await conn.fetch(
             """SELECT id, dialled_number, service, queue, state,
                       extract(epoch FROM now() - entered_queue_at) AS waited
