@@ -179,7 +179,10 @@ async def auth_middleware(request: web.Request, handler: Any) -> web.StreamRespo
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """No traceback ever reaches a user: unexpected errors become a plain 500."""
     if casework_api.unstorable([request.path, *request.query.items()]):
-        return _error(400, "请求地址含有无效字符（如 %00）")
+        message = "请求地址含有无效字符（如 %00）"
+        if request.path.startswith("/open311/"):  # Open311's own error format
+            return web.json_response([{"code": 400, "description": message}], status=400)
+        return _error(400, message)
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
@@ -399,9 +402,8 @@ async def _role_in(request: web.Request, roles: tuple[str, ...],
 
 
 async def _target(request: web.Request) -> asyncpg.Record | None:
-    try:
-        agent_id = int(request.match_info["agent_id"])
-    except ValueError:
+    agent_id = path_id(request, "agent_id")
+    if agent_id is None:
         return None
     async with request.app[DESK].pool.acquire() as conn:
         return await agent_store.get(conn, agent_id)

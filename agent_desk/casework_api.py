@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ from db import recordings
 from db.crypto import CryptoError, Keyring
 from dialplan.config import HotlineConfig
 
+MAX_INT = 2**31 - 1  # PostgreSQL's int, the type of most ids
 STATUS_FOR = {"forbidden": 403, "not_found": 404, "invalid": 400, "bad_state": 409,
               "too_late": 409, "refused": 409}
 
@@ -42,23 +44,46 @@ def _error(status: int, message: str) -> web.Response:
 
 
 def _int(request: web.Request, name: str) -> int:
-    try:
-        value = int(request.match_info[name])
-    except ValueError:
-        value = -1
+    text = request.match_info[name]
+    # ASCII digits only: int() would also take "٣", " 3", "+3" and "1_0".
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 19 else -1
     if not 0 < value < 2**62:
         raise web.HTTPNotFound(text=json.dumps({"error": "没有这条记录"}),
                                content_type="application/json")
     return value
 
 
+def unstorable(value: Any) -> bool:
+    """True if this JSON value holds text PostgreSQL cannot store: a NUL character or a
+    lone surrogate (both valid JSON, as \\u0000 and \\ud800). Iterative: JSON nests deep."""
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str):
+            if "\x00" in v or (not v.isascii() and _SURROGATE.search(v)):
+                return True
+        elif isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, list | tuple):
+            todo.extend(v)
+    return False
+
+
+UNSTORABLE = "请求内容含有无法保存的字符（如 \\u0000）"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         body = None
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text=json.dumps({"error": "请求内容必须是 JSON 对象"}),
+                                 content_type="application/json")
+    if unstorable(body):
+        raise web.HTTPBadRequest(text=json.dumps({"error": UNSTORABLE}),
                                  content_type="application/json")
     return body
 
@@ -83,7 +108,13 @@ def _opt_int(body: dict[str, Any], key: str) -> int | None:
         return None
     if isinstance(v, bool) or not isinstance(v, int):
         raise wf.WorkflowError(f"参数 {key} 必须是整数", "invalid")
+    if not -MAX_INT <= v <= MAX_INT:  # beyond the database's integers: never a real id
+        raise wf.WorkflowError(f"参数 {key} 超出范围", "invalid")
     return v
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_INT
 
 
 def _req_int(body: dict[str, Any], key: str) -> int:
@@ -209,8 +240,7 @@ def routes(key: web.AppKey[Any]) -> list[web.RouteDef]:
                      r: web.Request, now: datetime) -> dict[str, Any]:
         b = await _body(r)
         co = b.get("co_units") or []
-        if not isinstance(co, list) or not all(isinstance(u, int) and not isinstance(u, bool)
-                                               for u in co) or len(co) > 20:
+        if not isinstance(co, list) or not all(_is_id(u) for u in co) or len(co) > 20:
             raise wf.WorkflowError("协办单位必须是单位编号列表", "invalid")
         due = await wf.assign(conn, _int(r, "case_id"), actor, now, await calendar.load(conn),
                               _rules(s), lead_unit=_req_int(b, "lead_unit"), co_units=co,
@@ -294,8 +324,7 @@ def routes(key: web.AppKey[Any]) -> list[web.RouteDef]:
                            r: web.Request, now: datetime) -> dict[str, Any]:
         b = await _body(r)
         ids = b.get("case_ids")
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool)
-                                                for i in ids):
+        if not isinstance(ids, list) or not all(_is_id(i) for i in ids):
             raise wf.WorkflowError("case_ids 必须是工单编号列表", "invalid")
         rid = await reports.draft(conn, ids, actor, now, recipient=str(b.get("recipient", "")),
                                   title=b.get("title", ""))

@@ -282,8 +282,19 @@ class _Node:
     keys: dict[str, int] = field(default_factory=dict)
 
 
-def _convert(node: yaml.Node) -> _Node:
+# An alias that refers to itself (&a [*a]) or a 'billion laughs' of nested aliases
+# would recurse without end or expand to millions of nodes: refuse such a file.
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+
+
+def _convert(node: yaml.Node, depth: int = 0, count: list[int] | None = None) -> _Node:
     line = node.start_mark.line + 1
+    count = count if count is not None else [0]
+    count[0] += 1
+    if depth > MAX_DEPTH or count[0] > MAX_NODES:
+        raise NoticeError([("", line, "the file nests too deeply or repeats an alias too "
+                                      "often (does an alias refer to itself?)")])
     if isinstance(node, yaml.MappingNode):
         out: dict[str, _Node] = {}
         keys: dict[str, int] = {}
@@ -291,11 +302,11 @@ def _convert(node: yaml.Node) -> _Node:
             key = str(k.value)
             if key in out:
                 raise NoticeError([("", k.start_mark.line + 1, f"the key '{key}' appears twice")])
-            out[key] = _convert(v)
+            out[key] = _convert(v, depth + 1, count)
             keys[key] = k.start_mark.line + 1
         return _Node(out, line, keys)
     if isinstance(node, yaml.SequenceNode):
-        return _Node([_convert(v) for v in node.value], line)
+        return _Node([_convert(v, depth + 1, count) for v in node.value], line)
     assert isinstance(node, yaml.ScalarNode)
     # Kept as text: YAML would turn 2027-02-30 into an exception rather than a mistake.
     if node.style is None and node.value in ("", "~", "null", "Null", "NULL"):
@@ -386,6 +397,8 @@ def parse_notice(path_or_text: str | Path, filename: str | None = None) -> Notic
         raise NoticeError([(name, line, f"this is not valid YAML: {e.problem}")]) from None
     except yaml.YAMLError as e:
         raise NoticeError([(name, 0, f"this is not valid YAML: {e}")]) from None
+    except RecursionError:  # [[[[... thousands deep
+        raise NoticeError([(name, 1, "the file nests too deeply")]) from None
     if root is None:
         raise NoticeError([(name, 1, "the file is empty")])
     try:

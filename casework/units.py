@@ -182,8 +182,20 @@ class Node:
     raw: str | None = None
 
 
-def _convert(node: yaml.Node, filename: str) -> Node:
+# An alias that refers to itself (&a [*a]) or a 'billion laughs' of nested aliases
+# would recurse without end or expand to millions of nodes: refuse such a file.
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+
+
+def _convert(node: yaml.Node, filename: str, depth: int = 0,
+             count: list[int] | None = None) -> Node:
     line = node.start_mark.line + 1
+    count = count if count is not None else [0]
+    count[0] += 1
+    if depth > MAX_DEPTH or count[0] > MAX_NODES:
+        raise FileProblems([(filename, line, "the file nests too deeply or repeats an alias "
+                                             "too often (does an alias refer to itself?)")])
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Node] = {}
         keys: dict[str, int] = {}
@@ -192,13 +204,18 @@ def _convert(node: yaml.Node, filename: str) -> Node:
             if key in out:
                 raise FileProblems([(filename, k.start_mark.line + 1,
                                      f"the key '{key}' appears twice")])
-            out[key] = _convert(v, filename)
+            out[key] = _convert(v, filename, depth + 1, count)
             keys[key] = k.start_mark.line + 1
         return Node(out, line, keys)
     if isinstance(node, yaml.SequenceNode):
-        return Node([_convert(v, filename) for v in node.value], line)
+        return Node([_convert(v, filename, depth + 1, count) for v in node.value], line)
     assert isinstance(node, yaml.ScalarNode)
-    return Node(yaml.safe_load(yaml.serialize(node)), line, raw=str(node.value))
+    try:
+        return Node(yaml.safe_load(yaml.serialize(node)), line, raw=str(node.value))
+    except Exception:  # PyYAML's constructors raise whatever their parsing meets
+        # 2027-02-30 (a date that does not exist), !!int x, !!float '', !!python/... tags
+        raise FileProblems([(filename, line, f"the value '{str(node.value)[:40]}' cannot be "
+                                             f"read as {node.tag.rsplit(':', 1)[-1]}")]) from None
 
 
 def read_text(source: str | Path, filename: str | None) -> tuple[str, str]:
@@ -224,6 +241,8 @@ def read_yaml(text: str, filename: str) -> Node:
         raise FileProblems([(filename, line, f"this is not valid YAML: {e.problem}")]) from None
     except yaml.YAMLError as e:
         raise FileProblems([(filename, 0, f"this is not valid YAML: {e}")]) from None
+    except RecursionError:  # [[[[... thousands deep
+        raise FileProblems([(filename, 1, "the file nests too deeply")]) from None
     if root is None:
         raise FileProblems([(filename, 1, "the file is empty")])
     return _convert(root, filename)

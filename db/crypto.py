@@ -602,6 +602,8 @@ def _parse_key_document(text: str, source: str) -> Keyring:
         raise CryptoError(
             f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno})"
         ) from None
+    except RecursionError:  # [[[[... thousands deep
+        raise CryptoError(f"{source}: not valid JSON (nested too deeply)") from None
     if not isinstance(doc, dict):
         raise CryptoError(f"{source}: expected a JSON object")
     version = doc.get("version")

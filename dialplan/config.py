@@ -198,8 +198,19 @@ class _Node:
     keys: dict[str, int] = field(default_factory=dict)  # mapping key -> line of the key
 
 
-def _convert(node: yaml.Node) -> _Node:
+# An alias that refers to itself (&a [*a]) or a 'billion laughs' of nested aliases
+# would recurse without end or expand to millions of nodes: refuse such a file.
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+
+
+def _convert(node: yaml.Node, depth: int = 0, count: list[int] | None = None) -> _Node:
     line = node.start_mark.line + 1
+    count = count if count is not None else [0]
+    count[0] += 1
+    if depth > MAX_DEPTH or count[0] > MAX_NODES:
+        raise ConfigError([("", line, "the file nests too deeply or repeats an alias too "
+                                      "often (does an alias refer to itself?)")])
     if isinstance(node, yaml.MappingNode):
         out: dict[str, _Node] = {}
         keys: dict[str, int] = {}
@@ -207,14 +218,19 @@ def _convert(node: yaml.Node) -> _Node:
             key = str(k.value)
             if key in out:
                 raise ConfigError([("", k.start_mark.line + 1, f"the key '{key}' appears twice")])
-            out[key] = _convert(v)
+            out[key] = _convert(v, depth + 1, count)
             keys[key] = k.start_mark.line + 1
         return _Node(out, line, keys)
     if isinstance(node, yaml.SequenceNode):
-        return _Node([_convert(v) for v in node.value], line)
+        return _Node([_convert(v, depth + 1, count) for v in node.value], line)
     assert isinstance(node, yaml.ScalarNode)
     # Resolve the scalar's type (int, bool, str...) exactly as a safe load would.
-    return _Node(yaml.safe_load(yaml.serialize(node)), line)
+    try:
+        return _Node(yaml.safe_load(yaml.serialize(node)), line)
+    except Exception:  # PyYAML's constructors raise whatever their parsing meets
+        # 2027-02-30 (a date that does not exist), !!int x, !!float '', !!python/... tags
+        raise ConfigError([("", line, f"the value '{str(node.value)[:40]}' cannot be read "
+                                      f"as {node.tag.rsplit(':', 1)[-1]}")]) from None
 
 
 class _Checker:
@@ -287,6 +303,8 @@ def loads(text: str, filename: str = "<config>") -> HotlineConfig:
         raise ConfigError([(filename, line, f"this is not valid YAML: {e.problem}")]) from None
     except yaml.YAMLError as e:
         raise ConfigError([(filename, 0, f"this is not valid YAML: {e}")]) from None
+    except RecursionError:  # [[[[... thousands deep
+        raise ConfigError([(filename, 1, "the file nests too deeply")]) from None
     if root is None:
         raise ConfigError([(filename, 1, "the file is empty")])
     try:
@@ -442,7 +460,7 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
                 where = f"number {num}" if num else "a number"
                 if "number" in n and not PUBLIC_NUMBER.match(num):
                     c.err(n["number"].line, f"'{num}' is not a phone number (3 to 15 digits)")
-                if num in seen:
+                if "number" in n and num in seen:  # a missing number is reported already
                     c.err(n["number"].line, f"the number {num} is listed twice")
                 seen.add(num)
                 menu = None
@@ -510,7 +528,7 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
                 login = c.text(a.get("login"), "agent login")
                 if "login" in a and not LOGIN.match(login):
                     c.err(a["login"].line, f"agent login '{login}' may use letters, digits, . _ -")
-                if login in logins:
+                if "login" in a and login in logins:  # a missing login is reported already
                     c.err(a["login"].line, f"the agent login '{login}' is listed twice")
                 logins.add(login)
                 phone = c.text(a.get("phone"), f"agent {login} phone") if "phone" in a else None
@@ -566,8 +584,8 @@ def _menu(c: _Checker, node: _Node, where: str, prompt_ref: Any, service_ref: An
             if isinstance(child.value, dict):
                 # "9": {service: hotline, priority: 5} -- e.g. an emergency option
                 if not c.mapping(child, f"{where} menu key {key}", {"service", "priority"},
-                                 {"service"}):
-                    continue
+                                 {"service"}) or "service" not in child.value:
+                    continue  # the missing service is reported already
                 options[key] = MenuOption(
                     service_ref(child.value["service"], f"{where} menu key {key}"),
                     int(c.number(child.value.get("priority"), f"{where} menu key {key} priority",
@@ -597,7 +615,7 @@ def _phones(c: _Checker, node: _Node) -> dict[str, Phone]:
         pid = c.text(v.get("id"), "phone id")
         if "id" in v and not PHONE_ID.match(pid):
             c.err(v["id"].line, f"phone id '{pid}' must be 2 to 10 digits")
-        if pid in phones:
+        if "id" in v and pid in phones:  # a missing id is reported already
             c.err(v["id"].line, f"the phone '{pid}' is listed twice")
         kind = c.text(v.get("type"), f"phone {pid} type")
         if "type" in v and kind not in ("virtual", "pjsip"):

@@ -262,7 +262,7 @@ class Ari:
     async def _dispatch(self, raw: str) -> None:
         try:
             event = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             log.warning("ARI sent a message that is not JSON; ignored")
             return
         if not isinstance(event, dict):

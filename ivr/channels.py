@@ -12,6 +12,9 @@ class ChannelGone(Exception):
     """The channel hung up or left the application while a flow was waiting on it."""
 
 
+DTMF = "0123456789*#ABCD"
+
+
 class Inbox:
     """The events of one channel, and the DTMF digits it has sent so far."""
 
@@ -22,7 +25,10 @@ class Inbox:
 
     def put(self, event: Event) -> None:
         if event.get("type") == "ChannelDtmfReceived":
-            self.digits.append(str(event.get("digit", "")))
+            digit = event.get("digit")
+            # One key per event; anything else is not a key (an empty one broke menus).
+            if isinstance(digit, str) and len(digit) == 1 and digit in DTMF:
+                self.digits.append(digit)
         if event.get("type") in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
             self.gone = True
         self.queue.put_nowait(event)
@@ -67,11 +73,13 @@ class Inboxes:
     def route(self, event: dict[str, Any]) -> None:
         channel_id = None
         if "channel" in event:
-            channel_id = event["channel"].get("id")
+            channel = event["channel"]
+            channel_id = channel.get("id") if isinstance(channel, dict) else None
         else:
             for key in ("playback", "recording"):
-                target = str(event.get(key, {}).get("target_uri", ""))
+                about = event.get(key)
+                target = str(about.get("target_uri", "")) if isinstance(about, dict) else ""
                 if target.startswith("channel:"):
                     channel_id = target.split(":", 1)[1]
-        if channel_id and channel_id in self._boxes:
+        if isinstance(channel_id, str) and channel_id in self._boxes:
             self._boxes[channel_id].put(event)

@@ -37,7 +37,9 @@ async def play(channel: Channel, inbox: Inbox, media: list[str], barge_in: bool 
         if event is None:
             return
         kind = event.get("type")
-        if kind == "PlaybackFinished" and event["playback"]["id"] == playback_id:
+        playback = event.get("playback")
+        if kind == "PlaybackFinished" and isinstance(playback, dict) \
+                and playback.get("id") == playback_id:
             return
         if barge_in and kind == "ChannelDtmfReceived":
             await stop(channel, playback_id)

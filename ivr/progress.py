@@ -73,7 +73,9 @@ class AgiSession:
         result = await self.command(f"GET DATA {_path(prompt)} {timeout_ms} {max_digits}")
         if result.get("error"):
             return ""  # -1: the prompt failed or the call went; the next command tells
-        return "".join(c for c in str(result.get("result", ("", ""))[0]) if c.isdigit())
+        value = result.get("result") or ("",)
+        # ASCII digits only: str.isdigit() also passes '²' and '٣'.
+        return "".join(c for c in str(value[0]) if c in "0123456789")
 
     async def stream(self, *files: str, escape: str = "") -> str:
         """Play prompts to the end, or until one of the escape keys: the key ('' for
@@ -82,8 +84,10 @@ class AgiSession:
             result = await self.command(f'STREAM FILE {_path(f)} "{escape}"')
             if result.get("error"):
                 continue
-            value = str(result.get("result", ("0", ""))[0])
-            if value.isdigit() and int(value) > 0:
+            value = str((result.get("result") or ("0",))[0])
+            # The key's character code; only a DTMF key counts (chr(99999999) would raise).
+            if value.isascii() and value.isdigit() and 0 < int(value) < 128 \
+                    and chr(int(value)) in "0123456789*#ABCD":
                 return chr(int(value))
         return ""
 
