@@ -621,6 +621,9 @@ async def supervise_call(request: web.Request) -> web.Response:
 async def worklist_items(request: web.Request) -> web.Response:
     """Callers owed a call back, masked (the agent who calls back opens the case)."""
     desk = request.app[DESK]
+    who = await _role_in(request, DUTY_ROOM, "回拨清单仅供值班室使用")
+    if isinstance(who, web.Response):
+        return who
     async with desk.pool.acquire() as conn:
         rows = await worklist.open_items(conn)
         items = []
@@ -632,6 +635,9 @@ async def worklist_items(request: web.Request) -> web.Response:
 
 async def worklist_done(request: web.Request) -> web.Response:
     desk = request.app[DESK]
+    who = await _role_in(request, DUTY_ROOM, "回拨清单仅供值班室使用")
+    if isinstance(who, web.Response):
+        return who
     session: session_store.Session = request["session"]
     try:
         call_id = uuid.UUID(request.match_info["call_id"])
