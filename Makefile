@@ -37,7 +37,7 @@ bench: deps asterisk $(STAMP)
 
 ## Every test: unit tests, then end-to-end tests on the real Asterisk and PostgreSQL.
 test: deps-test asterisk $(STAMP)
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=20
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not e2e"

@@ -134,6 +134,7 @@ class Ari:
         self._handlers: dict[str, list[Handler]] = {}
         self._on_connect: list[Callable[[], Awaitable[None]]] = []
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         self._ws_url = (
             base_url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/")
             + f"/ari/events?app={app}&subscribeAll={'true' if subscribe_all else 'false'}"
@@ -149,6 +150,7 @@ class Ari:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._closed = True  # a run() still going stops instead of reconnecting
         if self._session:
             await self._session.close()
 
@@ -232,7 +234,7 @@ class Ari:
         first_delay = min(0.5, self.max_backoff)
         backoff = first_delay
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closed:
             started = loop.time()
             try:
                 async with self.session.ws_connect(self._ws_url, heartbeat=10,

@@ -132,7 +132,9 @@ class Stack:
         return load_keyring(VAR / "keys.json")
 
     def ari(self, subscribe_all: bool = False) -> Ari:
-        return Ari(self.ari_url, self.ari_user, self.ari_password, "hotline-test-observer",
+        # A name of its own: two observers of one name would keep replacing each other.
+        return Ari(self.ari_url, self.ari_user, self.ari_password,
+                   f"hotline-test-observer-{uuid.uuid4().hex[:8]}",
                    subscribe_all=subscribe_all)
 
 

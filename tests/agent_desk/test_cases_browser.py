@@ -154,7 +154,7 @@ async def test_a_call_registered_assigned_handled_and_closed(
     _press(browser, browser.find_element(By.ID, "kb-search"))
     await until(lambda: "计划停电在哪里查询" in _text(browser, "#kb-results"), "knowledge hit")
     await _click(browser, "#kb-results .btn", "采用此答复")
-    assert "微信公众号" in str(browser.find_element(By.ID, "intake-answer").get_attribute("value"))
+    assert "95598" in str(browser.find_element(By.ID, "intake-answer").get_attribute("value"))
 
     browser.find_element(By.ID, "case-name").send_keys("赵先生")
     browser.find_element(By.ID, "case-content").send_keys("建设路一带停电两天，至今未恢复。")

@@ -171,7 +171,9 @@ async def test_agent_phone_not_answered_goes_back_to_queue(
     call = await _waiting_call(db, "12345")
     await a3.set_state("ready")
     await a3.expect("offer", call__call_id=str(call["id"]))
-    pushed = await a3.expect("agent", timeout=20, agent__state="paused")
+    # (The push of the login's own pause may come first: wait for the no-answer one.)
+    pushed = await a3.expect("agent", timeout=20, agent__state="paused",
+                             agent__reason="no_answer")
     assert pushed["agent"]["reason"] == "no_answer"
     row = await db.fetchrow("SELECT * FROM calls WHERE id = $1", call["id"])
     assert row["state"] == "waiting"

@@ -60,7 +60,7 @@ async def _call(stack: Stack, db: asyncpg.Connection, keys: str,
         ari.on("ChannelVarset", seen)
         ari.on("ChannelDestroyed", seen)
         watcher = asyncio.create_task(ari.run())
-        await ari.connected.wait()
+        await asyncio.wait_for(ari.connected.wait(), 15)
         before = {r["id"] for r in await db.fetch("SELECT id FROM calls")}
         stack.call("96007", "13500000071", "--dtmf", keys)
         channel = await _progress_channel(db, before)

@@ -30,7 +30,7 @@ async def test_waiting_callers_hear_their_place_and_wait_in_mandarin(
 
         ari.on("PlaybackStarted", seen)  # once for each item of a list being played
         watcher = asyncio.create_task(ari.run())
-        await ari.connected.wait()
+        await asyncio.wait_for(ari.connected.wait(), 15)
         before = {r["id"] for r in await db.fetch("SELECT id FROM calls")}
         stack.call("96005", "13600000001", "--hold", "50")
         await wait_until(db, "SELECT count(*) = 1 FROM calls WHERE state = 'waiting' "
@@ -157,7 +157,7 @@ async def test_the_supervisors_emergency_and_after_hours_messages_reach_callers(
 
         ari.on("PlaybackStarted", seen)
         watcher = asyncio.create_task(ari.run())
-        await ari.connected.wait()
+        await asyncio.wait_for(ari.connected.wait(), 15)
         await asyncio.sleep(1)  # the message is spoken (espeak-ng) when switched on
         before = {r["id"] for r in await db.fetch("SELECT id FROM calls")}
         stack.call("96002", "13600000021", "--hold", "30")
