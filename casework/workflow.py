@@ -141,6 +141,16 @@ async def _set(conn: asyncpg.Connection, case_id: int, now: datetime, **fields: 
 # -- intake -------------------------------------------------------------------------------
 
 
+async def _at_intake(conn: asyncpg.Connection, case_id: int,
+                     category: str) -> asyncpg.Record:
+    """Lock a case still at intake and check the category it is being filed under."""
+    case = await _lock(conn, case_id)
+    _expect(case, "intake")
+    if not await conn.fetchval("SELECT 1 FROM categories WHERE code = $1 AND active", category):
+        raise WorkflowError("请选择有效的事项分类", "invalid")
+    return case
+
+
 async def register(conn: asyncpg.Connection, case_id: int, actor: Actor, now: datetime, *,
                    title: str, category: str, validity: dict[str, bool]) -> None:
     """Intake done, the call is valid: the case waits to be assigned.
@@ -154,11 +164,7 @@ async def register(conn: asyncpg.Connection, case_id: int, actor: Actor, now: da
         raise WorkflowError("不符合受理条件：" + "、".join(missing)
                             + "。请登记为无效来电并说明原因", "invalid")
     async with conn.transaction():
-        case = await _lock(conn, case_id)
-        _expect(case, "intake")
-        if not await conn.fetchval("SELECT 1 FROM categories WHERE code = $1 AND active",
-                                   category):
-            raise WorkflowError("请选择有效的事项分类", "invalid")
+        case = await _at_intake(conn, case_id, category)
         await _set(conn, case_id, now, status="pending", title=title, category=category,
                    validity=json.dumps(validity), received_at=case["created_at"])
         await audit.record(conn, case_id, "registered", actor.id, now, category=category)
@@ -188,11 +194,7 @@ async def close_at_intake(conn: asyncpg.Connection, case_id: int, actor: Actor, 
     title = text_field(title, "事项标题", 200)
     answer = text_field(answer, "答复内容", 5000)
     async with conn.transaction():
-        case = await _lock(conn, case_id)
-        _expect(case, "intake")
-        if not await conn.fetchval("SELECT 1 FROM categories WHERE code = $1 AND active",
-                                   category):
-            raise WorkflowError("请选择有效的事项分类", "invalid")
+        case = await _at_intake(conn, case_id, category)
         if knowledge_id is not None and not await conn.fetchval(
                 "SELECT 1 FROM knowledge WHERE id = $1", knowledge_id):
             raise WorkflowError("知识库条目不存在", "invalid")
