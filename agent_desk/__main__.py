@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from agent_desk.app import DESK, make_app
-from db import keys
+from db import keys, logsafe
 from db import pool as db_pool
 from db.crypto import CryptoError, load_keyring
 from dialplan import config
@@ -25,6 +25,7 @@ log = logging.getLogger("agent_desk")
 async def build() -> web.Application | None:
     try:
         cfg = config.load(os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"))
+        logsafe.keep_numbers(n.number for n in cfg.numbers)  # public, not personal
         key_file = os.environ.get("HOTLINE_KEY_FILE")
         keyring = load_keyring(Path(key_file) if key_file else None)
         pool = await db_pool.connect(os.environ["DATABASE_URL"])
@@ -43,8 +44,7 @@ async def build() -> web.Application | None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.setup()  # stderr, with callers' numbers masked
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     built = loop.run_until_complete(build())

@@ -26,7 +26,7 @@ import asyncpg
 import yaml
 from aiohttp import WSMsgType, web
 
-from agent_desk import admin_api, casework_api
+from agent_desk import admin_api, audit_api, casework_api
 from agent_desk.open311 import open311_routes
 from agent_desk.publication_routes import publication_routes
 from casework.stats import AssessmentFormula
@@ -1046,6 +1046,7 @@ def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
     app.router.add_routes(casework_api.routes(DESK))
     app.router.add_get("/admin", admin_page)
     app.router.add_routes(admin_api.routes(DESK))
+    app.router.add_routes(audit_api.routes(DESK))  # the auditor's page and listing
     # Public, without login: Open311 GeoReport v2 (read only) and the weekly publication.
     app.router.add_routes(open311_routes(pool))
     app.router.add_routes(publication_routes(

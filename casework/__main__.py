@@ -1,8 +1,9 @@
 """`python -m casework`: the case workflow's scheduled jobs.
 
 Every minute: urge the cases past their deadline (casework.urging), at most once per
-working day each. Reads DATABASE_URL and HOTLINE_CONFIG (the `casework:` rules); writes a
-heartbeat for `hotline status`.
+working day each, and erase the personal data of cases archived longer ago than the
+retention period (casework.retention). Reads DATABASE_URL and HOTLINE_CONFIG (the
+`casework:` rules); writes a heartbeat for `hotline status`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from casework import calendar, urging
+from casework import calendar, retention, urging
+from db import logsafe
 from db import pool as db_pool
 from dialplan import config
 
@@ -25,26 +27,30 @@ log = logging.getLogger("casework")
 EVERY_SECONDS = 60
 
 
-async def tick(pool: asyncpg.Pool) -> list[int]:
-    """One pass of the jobs, on the clock of now."""
+async def tick(pool: asyncpg.Pool, retention_days: int = 0) -> list[int]:
+    """One pass of the jobs, on the clock of now; return the ids of the cases urged."""
     now = datetime.now(UTC)
     async with pool.acquire() as conn:
         cal = await calendar.load(conn)
         urged = await urging.run_due_urgings(conn, now, cal)
+        erased = await retention.erase_expired(conn, now, retention_days)
         await conn.execute(
             """INSERT INTO service_status (name, pid, details, updated_at)
                VALUES ('casework', $1, $2, now())
                ON CONFLICT (name) DO UPDATE SET pid = EXCLUDED.pid,
                  details = EXCLUDED.details, updated_at = now()""",
-            os.getpid(), json.dumps({"last_urged": len(urged)}))
+            os.getpid(), json.dumps({"last_urged": len(urged), "last_erased": len(erased)}))
     if urged:
         log.info("urged %d overdue case(s) automatically", len(urged))
+    if erased:
+        log.info("erased the personal data of %d case(s) past the retention period",
+                 len(erased))
     return urged
 
 
 async def main() -> int:
     try:
-        config.load(os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"))
+        cfg = config.load(os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"))
         pool = await db_pool.connect(os.environ["DATABASE_URL"])
     except (config.ConfigError, ConnectionError) as e:
         log.error("cannot start: %s", e)
@@ -56,7 +62,7 @@ async def main() -> int:
     log.info("case workflow jobs running (every %d s)", EVERY_SECONDS)
     while not stop.is_set():
         try:
-            await tick(pool)
+            await tick(pool, cfg.casework.retention_days)
         except (OSError, asyncpg.PostgresError) as e:
             log.warning("jobs not run this time: %s", e)
         try:
@@ -68,6 +74,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.setup()  # stderr, with callers' numbers masked
     sys.exit(asyncio.run(main()))

@@ -27,7 +27,7 @@ DRIFT_STEPS = 1  # a code of the previous or next step is accepted as well
 SECRET_BYTES = 20  # 160 bits, the size RFC 4226 recommends for HMAC-SHA-1
 ISSUER = "hotline"
 # Roles that may switch on a second factor (the others' accounts do not manage anything).
-ROLES = ("supervisor", "supervision", "admin")
+ROLES = ("supervisor", "supervision", "admin", "auditor")
 
 
 class TotpError(Exception):

@@ -113,8 +113,8 @@ class Phone:
 
 
 # Desk accounts the YAML may list: duty agents, duty supervisors, the government
-# supervision office (督查室) and admins.
-DESK_ROLES = ("agent", "supervisor", "supervision", "admin")
+# supervision office (督查室), admins and the auditor (reads the reveal log, no case).
+DESK_ROLES = ("agent", "supervisor", "supervision", "admin", "auditor")
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,9 @@ class Casework:
     phone_days: int = 3  # after a phone assignment
     criticism_urgings: int = 2  # urgings after which a case is publicly criticised
     max_extension_days: int = 15
+    # Days after archiving that a case's personal fields and voice messages are erased
+    # (casework.retention); 0: never. The statistics stay.
+    retention_days: int = 1095
     # Weights of the units' assessment score (casework.stats.AssessmentFormula checks names).
     assessment: dict[str, float] = field(default_factory=dict)
 
@@ -685,7 +688,7 @@ def _proxies(c: _Checker, s: dict[str, _Node]) -> tuple[str, ...]:
 
 def _casework(c: _Checker, node: _Node) -> Casework:
     days = {"written_days": (1, 60), "phone_days": (1, 60), "criticism_urgings": (1, 20),
-            "max_extension_days": (1, 60)}
+            "max_extension_days": (1, 60), "retention_days": (0, 36500)}
     if not c.mapping(node, "'casework'", {*days, "assessment"}, set()):
         return Casework()
     s = node.value

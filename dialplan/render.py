@@ -132,7 +132,9 @@ astsbindir => /usr/sbin
 
 [options]
 ; Run as the user who started us (see the README: never -U root).
-verbose = 2
+; Verbosity 1, not 2: level 2 logs channel names when a dialplan exits, and a callback's
+; channel (Local/<number>@...) names the caller's number (tests/e2e/test_no_leaks.py).
+verbose = 1
 documentation_language = en_US
 transmit_silence = yes
 hideconnect = yes
@@ -151,7 +153,7 @@ dateformat = %F %T.%3q
 
 [logfiles]
 console => notice,warning,error
-messages.log => notice,warning,error,verbose(2)
+messages.log => notice,warning,error,verbose(1)
 """
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from db import logsafe
 from dialplan import config, render
 from dialplan.render import CITIZEN_CONTEXT, INBOUND_CONTEXT
 from hotline.runtime import Runtime
@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `hotline` command."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logsafe.setup(fmt="%(asctime)s %(levelname)s %(message)s")  # callers' numbers masked
     rt = Runtime.from_env(args.config, args.var)
     try:
         if args.command == "run":

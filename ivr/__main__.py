@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from db import keys
+from db import keys, logsafe
 from db import pool as db_pool
 from db.crypto import CryptoError, load_keyring
 from dialplan import config
@@ -31,6 +31,7 @@ log = logging.getLogger("ivr")
 async def main() -> int:
     try:
         cfg = config.load(os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"))
+        logsafe.keep_numbers(n.number for n in cfg.numbers)  # public, not personal
         key_file = os.environ.get("HOTLINE_KEY_FILE")
         keyring = load_keyring(Path(key_file) if key_file else None)
     except (config.ConfigError, CryptoError) as e:
@@ -73,6 +74,5 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.setup()  # stderr, with callers' numbers masked
     sys.exit(asyncio.run(main()))

@@ -358,6 +358,8 @@
     $('user-name').textContent = str(C.me && (C.me.display_name || C.me.login));
     $('user-role').textContent = ROLE_NAMES[r] || r;
     $('link-desk').hidden = !HOTLINE.includes(r);
+    // The supervision office sets its second factor on the desk page (/#totp).
+    $('link-totp').hidden = r !== 'supervision';
     document.title = '工单处理';
     if (!ROLE_LISTS[r]) {
       // The admin configures the system and sees no cases.

@@ -485,6 +485,7 @@
     renderWorklist();
     renderAnnouncement();
     $('ann-text').value = '';
+    renderTotp(null);
 
     document.body.dataset.view = 'login';
     document.body.dataset.agentState = 'logged_out';
@@ -522,8 +523,14 @@
       endSession('您已退出登录，请重新登录', 'info');
       return;
     }
-    if (agent && ['handler', 'supervision'].includes(agent.role)) {
-      // Units and the supervision office work on cases only: their page is /cases.
+    if (agent && agent.role === 'auditor') {
+      window.location.replace('/audit'); // the auditor reads the access log only
+      return;
+    }
+    if (agent && ['handler', 'supervision'].includes(agent.role) &&
+        !(agent.role === 'supervision' && window.location.hash === '#totp')) {
+      // Units and the supervision office work on cases only: their page is /cases
+      // (the supervision office comes to /#totp for its second factor).
       window.location.replace('/cases');
       return;
     }
@@ -533,6 +540,7 @@
     $('desk-view').hidden = false;
     document.body.dataset.view = 'desk';
     setAgent(agent);
+    loadTotp();
     renderQueue();
     renderAgents();
     loadCategories();
@@ -584,6 +592,103 @@
     } finally {
       btn.disabled = false;
       btn.textContent = '登录';
+    }
+  }
+
+  // ---------------------------------------------------------------- second factor (TOTP)
+  // 动态验证码 of supervisors, the supervision office and admins: a new secret is shown
+  // once (as text: the base32 key to type into an authenticator app, and its otpauth URI),
+  // confirmed with a code; switching it off needs a code too.
+
+  const TOTP_STATES = { off: '未启用', pending: '待确认', on: '已启用' };
+
+  function renderTotp(state, enrolment) {
+    const panel = $('totp-panel');
+    panel.hidden = !state;
+    const box = $('totp-secret-box');
+    box.hidden = !(state === 'pending' && enrolment);
+    if (!box.hidden) {
+      $('totp-secret').textContent = str(enrolment.secret);
+      $('totp-uri').textContent = str(enrolment.uri);
+    } else {
+      // The secret is shown once, right after it was made; never left on screen.
+      $('totp-secret').textContent = '';
+      $('totp-uri').textContent = '';
+    }
+    if (!state) {
+      $('totp-step-code').value = '';
+      totpMessage('', '');
+      return;
+    }
+    panel.dataset.state = state;
+    $('totp-state').textContent = TOTP_STATES[state] || state;
+    $('btn-totp-enrol').hidden = state === 'on';
+    $('btn-totp-enrol').textContent = state === 'pending' ? '重新获取密钥' : '启用（获取密钥）';
+    $('btn-totp-confirm').hidden = state !== 'pending';
+    $('btn-totp-disable').hidden = state !== 'on';
+    $('totp-code-field').hidden = state === 'off';
+    $('totp-help').textContent = {
+      off: '启用后，登录时除密码外还需输入验证器应用（如手机上的身份验证器）显示的 6 位动态验证码。',
+      pending: '请在验证器应用中手动添加账户：输入下方密钥（或链接），再填写应用显示的 6 位验证码确认启用。' +
+        '若密钥已不在页面上，请重新获取密钥。',
+      on: '登录时需输入动态验证码。如需停用，请输入当前验证码；手机丢失请联系管理员重置。',
+    }[state] || '';
+  }
+
+  function totpMessage(text, kind) {
+    const m = $('totp-msg');
+    m.textContent = text || '';
+    m.dataset.kind = kind || '';
+  }
+
+  async function loadTotp() {
+    const gen = S.gen;
+    try {
+      const data = await api('GET', '/api/me');
+      if (gen !== S.gen) return;
+      renderTotp(data.totp_allowed ? str(data.totp) || 'off' : null);
+    } catch (e) {
+      if (gen === S.gen && e.status !== 401) renderTotp(null);
+    }
+  }
+
+  async function onTotpEnrol() {
+    const gen = S.gen;
+    const btn = $('btn-totp-enrol');
+    btn.disabled = true;
+    totpMessage('', '');
+    try {
+      const data = await api('POST', '/api/me/totp/enrol', {});
+      if (gen !== S.gen) return;
+      renderTotp('pending', data);
+      $('totp-step-code').value = '';
+      $('totp-step-code').focus();
+    } catch (e) {
+      if (gen === S.gen && e.status !== 401) totpMessage(e.message, 'error');
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  async function onTotpCode(step) {
+    const gen = S.gen;
+    const code = $('totp-step-code').value.trim();
+    if (!/^\d{6}$/.test(code)) {
+      totpMessage('请输入验证器上的 6 位动态验证码', 'error');
+      return;
+    }
+    const btn = $(step === 'confirm' ? 'btn-totp-confirm' : 'btn-totp-disable');
+    btn.disabled = true;
+    try {
+      const data = await api('POST', `/api/me/totp/${step}`, { code });
+      if (gen !== S.gen) return;
+      $('totp-step-code').value = '';
+      renderTotp(str(data.totp) || (step === 'confirm' ? 'on' : 'off'));
+      totpMessage(step === 'confirm' ? '动态验证码已启用' : '动态验证码已停用', 'ok');
+    } catch (e) {
+      if (gen === S.gen && e.status !== 401) totpMessage(e.message, 'error');
+    } finally {
+      btn.disabled = false;
     }
   }
 
@@ -2333,6 +2438,9 @@
     $('btn-wrap-up-extend').addEventListener('click', onWrapUpExtend);
     $('btn-wrap-up-ready').addEventListener('click', () => setState('ready'));
     $('sup-pause-reason').addEventListener('change', renderAgents);
+    $('btn-totp-enrol').addEventListener('click', onTotpEnrol);
+    $('btn-totp-confirm').addEventListener('click', () => onTotpCode('confirm'));
+    $('btn-totp-disable').addEventListener('click', () => onTotpCode('disable'));
     $('wb-interval').addEventListener('change', () => {
       if (S.wb.missing) return;
       wallboardRefresher.request(true);

@@ -42,7 +42,7 @@ from tests.workflow_db import TABLES
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 ROLES = {"agent1": "agent", "lead": "supervisor", "sv": "supervision", "hp": "handler",
-         "admin": "admin"}
+         "admin": "admin", "aud": "auditor"}
 VALID = {k: True for k in wf.VALIDITY_CRITERIA}
 CHECKS = [not_a_server_error, schemathesis.checks.response_schema_conformance,
           schemathesis.checks.status_code_conformance]

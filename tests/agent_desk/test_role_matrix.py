@@ -7,7 +7,8 @@ route: no server error; without a session nothing under /api but the login and t
 description answers; the admin reaches no case; a handler of unit B reaches nothing of
 unit A's case; the caller's number, name and address appear in a response only where the
 rules allow it in full (an explicit reveal by the hotline or by the unit handling the
-case, and the live call's own agent)."""
+case, and the live call's own agent); the auditor reaches no case and no personal field,
+and only the auditor reads the log of personal-data access."""
 
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ from tests.conftest import ROOT
 
 CALLER, NAME, ADDRESS = "13937760099", "赵丽华", "卧龙区梅溪路88号"
 SECRETS = (CALLER, NAME, ADDRESS)
+# The auditor comes last: by then the others' reveals are in the log it reads.
 ROLES = ("anonymous", "admin", "handler_b", "supervision", "handler_a", "agent",
-         "supervisor")
+         "supervisor", "auditor")
 # Routes outside /api that anyone may read (pages, the public publication and Open311).
-PUBLIC = re.compile(r"^/($|cases$|admin$|healthz$|static/|open311/|public/)")
+PUBLIC = re.compile(r"^/($|cases$|admin$|audit$|healthz$|static/|open311/|public/)")
 
 
 @pytest.fixture
@@ -52,7 +54,8 @@ async def world(pg_dsn: str, conn: asyncpg.Connection) -> AsyncIterator[dict[str
     unit_b = await conn.fetchval("INSERT INTO units (code, name, level) "
                                  "VALUES ('B', '乙单位', 1) RETURNING id")
     ids: dict[str, int] = {}
-    for login, role, unit in (("admin", "admin", None), ("handler_b", "handler", unit_b),
+    for login, role, unit in (("auditor", "auditor", None), ("admin", "admin", None),
+                              ("handler_b", "handler", unit_b),
                               ("supervision", "supervision", None),
                               ("handler_a", "handler", unit_a), ("agent", "agent", None),
                               ("supervisor", "supervisor", None)):
@@ -153,6 +156,14 @@ async def test_every_role_against_every_endpoint(world: dict[str, Any]) -> None:
             if role == "admin" and "/casework/" in path and r.status < 400 \
                     and not path.endswith(("/casework/units", "/casework/knowledge")):
                 problems.append(f"{where}: the admin reached a case")
+            if role == "auditor" and ("/casework/" in path or "/api/cases/" in path) \
+                    and r.status < 400 and not path.endswith("/casework/units"):
+                problems.append(f"{where}: the auditor reached a case")
+            if path.startswith("/api/audit/") and role != "auditor" and r.status < 400:
+                problems.append(f"{where}: the access log answered someone not the auditor")
+            if role == "auditor" and path == "/api/audit/reveals" and (
+                    r.status != 200 or '"field": "caller_number"' not in text):
+                problems.append(f"{where}: the auditor does not see the reveals")
             if role == "handler_b" and (f"/{case_id}" in path or "/assignments/" in path
                                         or "/extensions/" in path) and r.status < 400:
                 problems.append(f"{where}: another unit's handler reached unit A's case")
