@@ -15,17 +15,18 @@ at any time on day R with N working days is due at the end of the N-th working d
 
 from __future__ import annotations
 
-import difflib
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import asyncpg
-import yaml
+
+from dialplan import yamlsrc
+from dialplan.yamlsrc import Node
 
 log = logging.getLogger(__name__)
 
@@ -273,72 +274,11 @@ class Notice:
         return sorted(out, key=lambda d: d.day)
 
 
-@dataclass
-class _Node:
-    """A YAML value with its line; scalars stay as the text written (None for empty)."""
-
-    value: object
-    line: int
-    keys: dict[str, int] = field(default_factory=dict)
-
-
-# An alias that refers to itself (&a [*a]) or a 'billion laughs' of nested aliases
-# would recurse without end or expand to millions of nodes: refuse such a file.
-MAX_DEPTH = 64
-MAX_NODES = 100_000
-
-
-def _convert(node: yaml.Node, depth: int = 0, count: list[int] | None = None) -> _Node:
-    line = node.start_mark.line + 1
-    count = count if count is not None else [0]
-    count[0] += 1
-    if depth > MAX_DEPTH or count[0] > MAX_NODES:
-        raise NoticeError([("", line, "the file nests too deeply or repeats an alias too "
-                                      "often (does an alias refer to itself?)")])
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, _Node] = {}
-        keys: dict[str, int] = {}
-        for k, v in node.value:
-            key = str(k.value)
-            if key in out:
-                raise NoticeError([("", k.start_mark.line + 1, f"the key '{key}' appears twice")])
-            out[key] = _convert(v, depth + 1, count)
-            keys[key] = k.start_mark.line + 1
-        return _Node(out, line, keys)
-    if isinstance(node, yaml.SequenceNode):
-        return _Node([_convert(v, depth + 1, count) for v in node.value], line)
-    assert isinstance(node, yaml.ScalarNode)
-    # Kept as text: YAML would turn 2027-02-30 into an exception rather than a mistake.
-    if node.style is None and node.value in ("", "~", "null", "Null", "NULL"):
-        return _Node(None, line)
-    return _Node(str(node.value), line)
-
-
 _DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 
 
-class _Checker:
-    def __init__(self, filename: str):
-        self.file = filename
-        self.problems: list[tuple[str, int, str]] = []
-
-    def err(self, line: int, msg: str) -> None:
-        self.problems.append((self.file, line, msg))
-
-    def mapping(self, node: _Node, where: str, allowed: set[str], required: set[str]) -> bool:
-        if not isinstance(node.value, dict):
-            self.err(node.line, f"{where} must be a mapping of keys to values")
-            return False
-        for key, line in node.keys.items():
-            if key not in allowed:
-                hint = difflib.get_close_matches(key, sorted(allowed), n=1)
-                tip = f" (did you mean '{hint[0]}'?)" if hint else ""
-                self.err(line, f"unknown key '{key}' in {where}{tip}")
-        for key in sorted(required - node.value.keys()):
-            self.err(node.line, f"{where} is missing '{key}'")
-        return True
-
-    def text(self, node: _Node | None, where: str) -> str | None:
+class _Checker(yamlsrc.Checker):
+    def text(self, node: Node | None, where: str) -> str | None:
         if node is None:
             return None
         if not isinstance(node.value, str) or not node.value.strip():
@@ -346,7 +286,7 @@ class _Checker:
             return None
         return node.value.strip()
 
-    def day(self, node: _Node | None, where: str, year: int | None) -> date | None:
+    def day(self, node: Node | None, where: str, year: int | None) -> date | None:
         if node is None:
             return None
         m = _DATE.match(node.value) if isinstance(node.value, str) else None
@@ -364,7 +304,7 @@ class _Checker:
             return None
         return d
 
-    def items(self, node: _Node | None, where: str) -> list[_Node]:
+    def items(self, node: Node | None, where: str) -> list[Node]:
         if node is None or node.value is None:
             return []
         if not isinstance(node.value, list):
@@ -391,20 +331,10 @@ def parse_notice(path_or_text: str | Path, filename: str | None = None) -> Notic
     else:
         text, name = path_or_text, filename or "<notice>"
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else 0
-        raise NoticeError([(name, line, f"this is not valid YAML: {e.problem}")]) from None
-    except yaml.YAMLError as e:
-        raise NoticeError([(name, 0, f"this is not valid YAML: {e}")]) from None
-    except RecursionError:  # [[[[... thousands deep
-        raise NoticeError([(name, 1, "the file nests too deeply")]) from None
-    if root is None:
-        raise NoticeError([(name, 1, "the file is empty")])
-    try:
-        tree = _convert(root)
-    except NoticeError as e:
-        raise NoticeError([(name, line, msg) for _, line, msg in e.problems]) from None
+        # Scalars kept as text: YAML would turn 2027-02-30 into an exception, not a mistake.
+        tree = yamlsrc.compose(text, name, typed=False)
+    except yamlsrc.YamlProblems as e:
+        raise NoticeError(e.problems) from None
     c = _Checker(name)
     notice = _validate(tree, c, name)
     if c.problems or notice is None:
@@ -412,11 +342,11 @@ def parse_notice(path_or_text: str | Path, filename: str | None = None) -> Notic
     return notice
 
 
-def _validate(tree: _Node, c: _Checker, source: str) -> Notice | None:
+def _validate(tree: Node, c: _Checker, source: str) -> Notice | None:
     if not c.mapping(tree, "the notice", {"year", "notice", "holidays", "working_days"},
                      {"year", "holidays"}):
         return None
-    top: dict[str, _Node] = tree.value  # type: ignore[assignment]
+    top: dict[str, Node] = tree.value
     year: int | None = None
     y = top.get("year")
     if y is not None:
@@ -435,7 +365,7 @@ def _validate(tree: _Node, c: _Checker, source: str) -> Notice | None:
         where = f"holiday {i}"
         if not c.mapping(item, where, {"name", "from", "to"}, {"name", "from"}):
             continue
-        f: dict[str, _Node] = item.value  # type: ignore[assignment]
+        f: dict[str, Node] = item.value
         if "name" in f and isinstance(f["name"].value, str) and f["name"].value.strip():
             where = f"holiday {i} ({f['name'].value.strip()})"
         name = c.text(f.get("name"), f"{where}: name")
@@ -466,7 +396,7 @@ def _validate(tree: _Node, c: _Checker, source: str) -> Notice | None:
         where = f"working day {i}"
         if not c.mapping(item, where, {"date", "name"}, {"date"}):
             continue
-        f = item.value  # type: ignore[assignment]
+        f = item.value
         day = c.day(f.get("date"), f"{where}: date", year)
         name = c.text(f.get("name"), f"{where}: name") if "name" in f else WORKING_SUFFIX
         if day is None or name is None:

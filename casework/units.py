@@ -51,9 +51,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import yaml
 
 from db import agents as agent_store
+from dialplan import yamlsrc
+from dialplan.yamlsrc import Node
 
 CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$")
 LOGIN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -168,54 +169,7 @@ class ImportResult:
                 f"{self.handlers_deactivated} deactivated")
 
 
-# -- reading YAML while keeping line numbers ---------------------------------------------------
-
-
-@dataclass
-class Node:
-    """A YAML value with the line it came from; ``raw`` is a scalar's text as written (so
-    that 0377123 or a code like 03 stay text instead of becoming numbers)."""
-
-    value: Any
-    line: int
-    keys: dict[str, int] = field(default_factory=dict)
-    raw: str | None = None
-
-
-# An alias that refers to itself (&a [*a]) or a 'billion laughs' of nested aliases
-# would recurse without end or expand to millions of nodes: refuse such a file.
-MAX_DEPTH = 64
-MAX_NODES = 100_000
-
-
-def _convert(node: yaml.Node, filename: str, depth: int = 0,
-             count: list[int] | None = None) -> Node:
-    line = node.start_mark.line + 1
-    count = count if count is not None else [0]
-    count[0] += 1
-    if depth > MAX_DEPTH or count[0] > MAX_NODES:
-        raise FileProblems([(filename, line, "the file nests too deeply or repeats an alias "
-                                             "too often (does an alias refer to itself?)")])
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Node] = {}
-        keys: dict[str, int] = {}
-        for k, v in node.value:
-            key = str(k.value)
-            if key in out:
-                raise FileProblems([(filename, k.start_mark.line + 1,
-                                     f"the key '{key}' appears twice")])
-            out[key] = _convert(v, filename, depth + 1, count)
-            keys[key] = k.start_mark.line + 1
-        return Node(out, line, keys)
-    if isinstance(node, yaml.SequenceNode):
-        return Node([_convert(v, filename, depth + 1, count) for v in node.value], line)
-    assert isinstance(node, yaml.ScalarNode)
-    try:
-        return Node(yaml.safe_load(yaml.serialize(node)), line, raw=str(node.value))
-    except Exception:  # PyYAML's constructors raise whatever their parsing meets
-        # 2027-02-30 (a date that does not exist), !!int x, !!float '', !!python/... tags
-        raise FileProblems([(filename, line, f"the value '{str(node.value)[:40]}' cannot be "
-                                             f"read as {node.tag.rsplit(':', 1)[-1]}")]) from None
+# -- reading YAML while keeping line numbers (dialplan/yamlsrc.py) ----------------------------
 
 
 def read_text(source: str | Path, filename: str | None) -> tuple[str, str]:
@@ -235,17 +189,9 @@ def read_text(source: str | Path, filename: str | None) -> tuple[str, str]:
 def read_yaml(text: str, filename: str) -> Node:
     """Parse YAML into Nodes that know their lines; FileProblems if it is not YAML."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else 0
-        raise FileProblems([(filename, line, f"this is not valid YAML: {e.problem}")]) from None
-    except yaml.YAMLError as e:
-        raise FileProblems([(filename, 0, f"this is not valid YAML: {e}")]) from None
-    except RecursionError:  # [[[[... thousands deep
-        raise FileProblems([(filename, 1, "the file nests too deeply")]) from None
-    if root is None:
-        raise FileProblems([(filename, 1, "the file is empty")])
-    return _convert(root, filename)
+        return yamlsrc.compose(text, filename)
+    except yamlsrc.YamlProblems as e:
+        raise FileProblems(e.problems) from None
 
 
 def scalar_text(node: Node | None) -> str | None:

@@ -6,7 +6,6 @@ applied from a file that does not validate.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Iterator
@@ -14,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from dialplan import yamlsrc
+from dialplan.yamlsrc import Node
 
 SERVICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 PUBLIC_NUMBER = re.compile(r"^[0-9]{3,15}$")
@@ -189,75 +189,11 @@ class HotlineConfig:
         return None
 
 
-# -- reading YAML while keeping line numbers ---------------------------------------------
+# -- checking the YAML (read by dialplan/yamlsrc.py, with line numbers) --------------------
 
 
-@dataclass
-class _Node:
-    """A YAML value with the line it came from."""
-
-    value: Any
-    line: int
-    keys: dict[str, int] = field(default_factory=dict)  # mapping key -> line of the key
-
-
-# An alias that refers to itself (&a [*a]) or a 'billion laughs' of nested aliases
-# would recurse without end or expand to millions of nodes: refuse such a file.
-MAX_DEPTH = 64
-MAX_NODES = 100_000
-
-
-def _convert(node: yaml.Node, depth: int = 0, count: list[int] | None = None) -> _Node:
-    line = node.start_mark.line + 1
-    count = count if count is not None else [0]
-    count[0] += 1
-    if depth > MAX_DEPTH or count[0] > MAX_NODES:
-        raise ConfigError([("", line, "the file nests too deeply or repeats an alias too "
-                                      "often (does an alias refer to itself?)")])
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, _Node] = {}
-        keys: dict[str, int] = {}
-        for k, v in node.value:
-            key = str(k.value)
-            if key in out:
-                raise ConfigError([("", k.start_mark.line + 1, f"the key '{key}' appears twice")])
-            out[key] = _convert(v, depth + 1, count)
-            keys[key] = k.start_mark.line + 1
-        return _Node(out, line, keys)
-    if isinstance(node, yaml.SequenceNode):
-        return _Node([_convert(v, depth + 1, count) for v in node.value], line)
-    assert isinstance(node, yaml.ScalarNode)
-    # Resolve the scalar's type (int, bool, str...) exactly as a safe load would.
-    try:
-        return _Node(yaml.safe_load(yaml.serialize(node)), line)
-    except Exception:  # PyYAML's constructors raise whatever their parsing meets
-        # 2027-02-30 (a date that does not exist), !!int x, !!float '', !!python/... tags
-        raise ConfigError([("", line, f"the value '{str(node.value)[:40]}' cannot be read "
-                                      f"as {node.tag.rsplit(':', 1)[-1]}")]) from None
-
-
-class _Checker:
-    def __init__(self, filename: str):
-        self.file = filename
-        self.problems: list[tuple[str, int, str]] = []
-
-    def err(self, line: int, msg: str) -> None:
-        self.problems.append((self.file, line, msg))
-
-    def mapping(self, node: _Node, where: str, allowed: set[str], required: set[str]) -> bool:
-        if not isinstance(node.value, dict):
-            self.err(node.line, f"{where} must be a mapping of keys to values")
-            return False
-        for key, line in node.keys.items():
-            if key not in allowed:
-                hint = difflib.get_close_matches(key, sorted(allowed), n=1)
-                tip = f" (did you mean '{hint[0]}'?)" if hint else ""
-                self.err(line, f"unknown key '{key}' in {where}{tip}")
-        for key in sorted(required - node.value.keys()):
-            self.err(node.line, f"{where} is missing '{key}'")
-        return True
-
-    def text(self, node: _Node | None, where: str, default: str | None = None) -> str:
+class _Checker(yamlsrc.Checker):
+    def text(self, node: Node | None, where: str, default: str | None = None) -> str:
         if node is None:
             return default or ""
         if not isinstance(node.value, str | int) or isinstance(node.value, bool):
@@ -266,7 +202,7 @@ class _Checker:
         return str(node.value)
 
     def number(
-        self, node: _Node | None, where: str, default: float, lo: float, hi: float
+        self, node: Node | None, where: str, default: float, lo: float, hi: float
     ) -> float:
         if node is None:
             return default
@@ -280,7 +216,7 @@ class _Checker:
         return float(v)
 
 
-def _items(node: _Node) -> Iterator[tuple[str, _Node, int]]:
+def _items(node: Node) -> Iterator[tuple[str, Node, int]]:
     for key, child in node.value.items():
         yield key, child, node.keys[key]
 
@@ -300,20 +236,9 @@ def load(path: str | Path) -> HotlineConfig:
 def loads(text: str, filename: str = "<config>") -> HotlineConfig:
     """Validate hotline YAML given as text (see load)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else 0
-        raise ConfigError([(filename, line, f"this is not valid YAML: {e.problem}")]) from None
-    except yaml.YAMLError as e:
-        raise ConfigError([(filename, 0, f"this is not valid YAML: {e}")]) from None
-    except RecursionError:  # [[[[... thousands deep
-        raise ConfigError([(filename, 1, "the file nests too deeply")]) from None
-    if root is None:
-        raise ConfigError([(filename, 1, "the file is empty")])
-    try:
-        tree = _convert(root)
-    except ConfigError as e:
-        raise ConfigError([(filename, line, msg) for _, line, msg in e.problems]) from None
+        tree = yamlsrc.compose(text, filename)
+    except yamlsrc.YamlProblems as e:
+        raise ConfigError(e.problems) from None
     c = _Checker(filename)
     cfg = _validate(tree, c)
     if c.problems or cfg is None:
@@ -321,12 +246,12 @@ def loads(text: str, filename: str = "<config>") -> HotlineConfig:
     return cfg
 
 
-def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
+def _validate(tree: Node, c: _Checker) -> HotlineConfig | None:
     top = {"hotline", "numbers", "services", "queues", "prompts", "phones", "agents", "system",
            "pause_reasons", "casework"}
     if not c.mapping(tree, "the file", top, {"numbers", "services", "queues", "prompts"}):
         return None
-    t: dict[str, _Node] = tree.value
+    t: dict[str, Node] = tree.value
 
     name, default_queue, default_queue_line = "hotline", "", 0
     if "hotline" in t and c.mapping(t["hotline"], "'hotline'", {"name", "default_queue"}, set()):
@@ -359,7 +284,7 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
         if "prompts" in t and needed not in prompts:
             c.err(t["prompts"].line, f"prompts is missing '{needed}', which every call may need")
 
-    def prompt_ref(node: _Node | None, where: str) -> str:
+    def prompt_ref(node: Node | None, where: str) -> str:
         pid = c.text(node, where)
         if node is not None and pid and pid not in prompts:
             c.err(node.line, f"{where} names the prompt '{pid}', which is not under 'prompts'")
@@ -433,7 +358,7 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
     elif default_queue and queues and default_queue not in queues:
         c.err(default_queue_line, f"default_queue '{default_queue}' is not under 'queues'")
 
-    def queue_ref(node: _Node | None, where: str) -> str:
+    def queue_ref(node: Node | None, where: str) -> str:
         # A number without a queue of its own takes the default, checked above.
         if node is None:
             return default_queue
@@ -442,7 +367,7 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
             c.err(node.line, f"{where} names the queue '{qid}', which is not under 'queues'")
         return qid
 
-    def service_ref(node: _Node, where: str) -> str:
+    def service_ref(node: Node, where: str) -> str:
         sid = c.text(node, where)
         if "services" in t and sid not in services:
             c.err(node.line, f"{where} names the service '{sid}', which is not under 'services'")
@@ -573,7 +498,7 @@ def _validate(tree: _Node, c: _Checker) -> HotlineConfig | None:
     )
 
 
-def _menu(c: _Checker, node: _Node, where: str, prompt_ref: Any, service_ref: Any) -> Menu | None:
+def _menu(c: _Checker, node: Node, where: str, prompt_ref: Any, service_ref: Any) -> Menu | None:
     if not c.mapping(node, f"{where} menu", {"prompt", "timeout", "default", "options"},
                      {"prompt", "options", "default"}):
         return None
@@ -606,7 +531,7 @@ def _menu(c: _Checker, node: _Node, where: str, prompt_ref: Any, service_ref: An
     )
 
 
-def _phones(c: _Checker, node: _Node) -> dict[str, Phone]:
+def _phones(c: _Checker, node: Node) -> dict[str, Phone]:
     phones: dict[str, Phone] = {}
     if not isinstance(node.value, list):
         c.err(node.line, "'phones' must be a list")
@@ -636,7 +561,7 @@ def _phones(c: _Checker, node: _Node) -> dict[str, Phone]:
     return phones
 
 
-def _system(c: _Checker, node: _Node) -> System:
+def _system(c: _Checker, node: Node) -> System:
     fields = {"bind", "ari_port", "ami_port", "sip_port", "desk_port", "agi_port",
               "callback_dial", "trusted_proxies"}
     if not c.mapping(node, "'system'", fields, set()):
@@ -669,7 +594,7 @@ def _system(c: _Checker, node: _Node) -> System:
                   **ports)
 
 
-def _proxies(c: _Checker, s: dict[str, _Node]) -> tuple[str, ...]:
+def _proxies(c: _Checker, s: dict[str, Node]) -> tuple[str, ...]:
     node = s.get("trusted_proxies")
     if node is None or node.value is None:
         return ()
@@ -686,7 +611,7 @@ def _proxies(c: _Checker, s: dict[str, _Node]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _casework(c: _Checker, node: _Node) -> Casework:
+def _casework(c: _Checker, node: Node) -> Casework:
     days = {"written_days": (1, 60), "phone_days": (1, 60), "criticism_urgings": (1, 20),
             "max_extension_days": (1, 60), "retention_days": (0, 36500)}
     if not c.mapping(node, "'casework'", {*days, "assessment"}, set()):
