@@ -360,6 +360,25 @@ async def _status(rt: Runtime, as_json: bool) -> int:
     return 0 if ok else 1
 
 
+async def _database(rt: Runtime) -> asyncpg.Connection | None:
+    """A connection to the hotline's database with its schema up to date, or None after
+    saying in plain words that it is not reachable."""
+    from db import migrate
+
+    try:
+        conn = await asyncpg.connect(rt.dsn(), timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as e:
+        print(f"the database is not reachable ({e}): is the hotline running (`make run`)?",
+              file=sys.stderr)
+        return None
+    try:
+        await migrate.apply(conn)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
 # -- hotline calendar --------------------------------------------------------------------------
 
 
@@ -377,7 +396,6 @@ async def _calendar(rt: Runtime, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from casework import calendar
-    from db import migrate
 
     notice = None
     if args.calendar_command == "import":
@@ -391,14 +409,10 @@ async def _calendar(rt: Runtime, args: argparse.Namespace) -> int:
             print(e, file=sys.stderr)
             print(f"{len(e.problems)} problem(s); nothing was imported", file=sys.stderr)
             return 2
-    try:
-        conn = await asyncpg.connect(rt.dsn(), timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as e:
-        print(f"the database is not reachable ({e}): is the hotline running (`make run`)?",
-              file=sys.stderr)
+    conn = await _database(rt)
+    if conn is None:
         return 1
     try:
-        await migrate.apply(conn)
         if args.calendar_command == "seed":
             added = await calendar.seed_from_package(conn)
             print(f"{added} day(s) added from the chinesecalendar package")
@@ -443,7 +457,6 @@ async def _units(rt: Runtime, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from casework import units
-    from db import migrate
 
     specs: list[units.UnitSpec] = []
     with_handlers = False
@@ -455,14 +468,10 @@ async def _units(rt: Runtime, args: argparse.Namespace) -> int:
             print(e, file=sys.stderr)
             print(f"{len(e.problems)} problem(s); nothing was imported", file=sys.stderr)
             return 2
-    try:
-        conn = await asyncpg.connect(rt.dsn(), timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as e:
-        print(f"the database is not reachable ({e}): is the hotline running (`make run`)?",
-              file=sys.stderr)
+    conn = await _database(rt)
+    if conn is None:
         return 1
     try:
-        await migrate.apply(conn)
         if args.units_command == "import":
             try:
                 result = await units.import_units(conn, specs, datetime.now(UTC),
@@ -529,7 +538,7 @@ def _keys(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def _keys_async(rt: Runtime, args: argparse.Namespace) -> int:
-    from db import keys, migrate
+    from db import keys
     from db.crypto import CryptoError, load_keyring
 
     try:
@@ -537,11 +546,8 @@ async def _keys_async(rt: Runtime, args: argparse.Namespace) -> int:
     except CryptoError as e:
         print(e, file=sys.stderr)
         return 2
-    try:
-        conn = await asyncpg.connect(rt.dsn(), timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as e:
-        print(f"the database is not reachable ({e}): is the hotline running (`make run`)?",
-              file=sys.stderr)
+    conn = await _database(rt)
+    if conn is None:
         return 1
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -550,7 +556,6 @@ async def _keys_async(rt: Runtime, args: argparse.Namespace) -> int:
         print(f"  {done}/{total} {what}", flush=True)
 
     try:
-        await migrate.apply(conn)
         if args.keys_command == "migrate":
             if not await keys.migrate_key_file(conn, keyring):
                 print(f"{rt.key_file} is already version 2: nothing to do")
