@@ -144,46 +144,14 @@
 
   // ---------------------------------------------------------------- HTTP
 
-  class ApiError extends Error {
-    constructor(status, message, data) {
-      super(message);
-      this.status = status;
-      this.data = data || {};
-    }
-  }
 
   async function api(method, path, body, { authRedirect = true } = {}) {
-    const opts = {
-      method,
-      credentials: 'same-origin',
-      headers: { Accept: 'application/json' },
-      cache: 'no-store',
-    };
-    if (method !== 'GET') {
-      opts.headers['Content-Type'] = 'application/json';
-      if (A.csrf) opts.headers['X-Hotline-CSRF'] = A.csrf;
-      opts.body = JSON.stringify(body == null ? {} : body);
-    }
-    let res;
     try {
-      res = await fetch(path, opts);
-    } catch (_e) {
-      throw new ApiError(0, '网络错误，无法连接服务器');
+      return await window.HotlineHttp.request(method, path, body, A.csrf);
+    } catch (e) {
+      if (e.status === 401 && authRedirect && A.me) showLogin('登录已过期，请重新登录');
+      throw e;
     }
-    let data = null;
-    try {
-      const text = await res.text();
-      if (text) data = JSON.parse(text);
-    } catch (_e) {
-      data = null;
-    }
-    if (!res.ok) {
-      const msg = data && typeof data.error === 'string' && data.error
-        ? data.error : `请求失败（HTTP ${res.status}）`;
-      if (res.status === 401 && authRedirect && A.me) showLogin('登录已过期，请重新登录');
-      throw new ApiError(res.status, msg, data);
-    }
-    return data && typeof data === 'object' ? data : {};
   }
 
   // ---------------------------------------------------------------- login / logout

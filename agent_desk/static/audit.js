@@ -12,41 +12,9 @@
   const str = (v) => (v == null ? '' : String(v));
   const pad2 = (n) => String(n).padStart(2, '0');
 
-  class ApiError extends Error {
-    constructor(status, message, data) {
-      super(message);
-      this.status = status;
-      this.data = data;
-    }
-  }
 
-  async function api(method, path, body) {
-    const opts = { method, credentials: 'same-origin', cache: 'no-store',
-      headers: { Accept: 'application/json' } };
-    if (method !== 'GET') {
-      opts.headers['Content-Type'] = 'application/json';
-      if (P.csrf) opts.headers['X-Hotline-CSRF'] = P.csrf;
-      opts.body = JSON.stringify(body == null ? {} : body);
-    }
-    let res;
-    try {
-      res = await fetch(path, opts);
-    } catch (_e) {
-      throw new ApiError(0, '网络错误，无法连接服务器', null);
-    }
-    let data = null;
-    try {
-      const text = await res.text();
-      if (text) data = JSON.parse(text);
-    } catch (_e) {
-      data = null;
-    }
-    if (!res.ok) {
-      const msg = data && typeof data.error === 'string' && data.error
-        ? data.error : `请求失败（HTTP ${res.status}）`;
-      throw new ApiError(res.status, msg, data);
-    }
-    return data && typeof data === 'object' ? data : {};
+  function api(method, path, body) {
+    return window.HotlineHttp.request(method, path, body, P.csrf);
   }
 
   function fmtTime(iso) {

@@ -349,58 +349,14 @@
 
   // ---------------------------------------------------------------- HTTP
 
-  class ApiError extends Error {
-    constructor(status, message, data) {
-      super(message);
-      this.status = status;
-      this.data = data;
-    }
-  }
 
-  /**
-   * JSON request. Non-2xx responses throw ApiError carrying the server's
-   * `error` text. A 401 (other than for login/me) sends the user back to the
-   * login form. 2xx answers (200 and 202 alike) resolve to the parsed body.
-   */
   async function api(method, path, body, { authRedirect = true } = {}) {
-    const opts = {
-      method,
-      credentials: 'same-origin',
-      headers: { Accept: 'application/json' },
-      cache: 'no-store',
-    };
-    if (method !== 'GET' && method !== 'HEAD') {
-      opts.headers['Content-Type'] = 'application/json';
-      if (S.csrf) opts.headers['X-Hotline-CSRF'] = S.csrf;
-      opts.body = JSON.stringify(body == null ? {} : body);
-    }
-
-    let res;
     try {
-      res = await fetch(path, opts);
-    } catch (_e) {
-      throw new ApiError(0, '网络错误，无法连接服务器');
+      return await window.HotlineHttp.request(method, path, body, S.csrf);
+    } catch (e) {
+      if (e.status === 401 && authRedirect && S.agent) sessionExpired();
+      throw e;
     }
-
-    let data = null;
-    try {
-      const text = await res.text();
-      if (text) data = JSON.parse(text);
-    } catch (_e) {
-      data = null;
-    }
-
-    if (!res.ok) {
-      const msg = data && typeof data.error === 'string' && data.error
-        ? data.error
-        : `请求失败（HTTP ${res.status}）`;
-      const err = new ApiError(res.status, msg, data);
-      if (res.status === 401 && authRedirect && S.agent) {
-        sessionExpired();
-      }
-      throw err;
-    }
-    return data && typeof data === 'object' ? data : {};
   }
 
   /**
