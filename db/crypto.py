@@ -703,12 +703,10 @@ def create_key_file(path: Path) -> bool:
     return True
 
 
-def write_key_file(path: Path, doc: Mapping[str, Any]) -> None:
-    """Replace a key file atomically (new file 0600, fsync, rename, fsync the folder), so a
-    crash leaves either the old or the new file, never a half-written one."""
-    path = Path(path)
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write bytes to ``path`` atomically with mode 0600 (temporary file, fsync, rename):
+    readers see the old content or the new, never half of it, nor anyone else's eyes."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    data = (json.dumps(dict(doc), indent=2) + "\n").encode("ascii")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -719,6 +717,13 @@ def write_key_file(path: Path, doc: Mapping[str, Any]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_key_file(path: Path, doc: Mapping[str, Any]) -> None:
+    """Replace a key file atomically (new file 0600, fsync, rename, fsync the folder), so a
+    crash leaves either the old or the new file, never a half-written one."""
+    path = Path(path)
+    write_private_file(path, (json.dumps(dict(doc), indent=2) + "\n").encode("ascii"))
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -40,6 +39,7 @@ from db.crypto import (
     get_cipher,
     new_key_id,
     write_key_file,
+    write_private_file,
 )
 
 __all__ = [
@@ -404,18 +404,8 @@ async def _reseal_file(conn: asyncpg.Connection, keyring: Keyring, path: Path,
 
 
 def write_sealed(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` atomically with mode 0600 (temporary file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write an encrypted file atomically with mode 0600."""
+    write_private_file(path, data)
 
 
 # -- index-key rotation --------------------------------------------------------------------
