@@ -45,5 +45,25 @@
     return data && typeof data === 'object' ? data : {};
   }
 
-  window.HotlineHttp = { ApiError, request };
+  // The server ends a session after 30 minutes without the user doing anything; an open
+  // WebSocket alone is no sign of life, so the user's input is reported on the page's
+  // socket (getSocket()), at most once a minute.
+  function reportActivity(getSocket) {
+    let last = -Infinity;
+    const ping = () => {
+      const ws = getSocket();
+      if (!ws || ws.readyState !== WebSocket.OPEN) return;
+      const now = performance.now();
+      if (now - last < 60000) return;
+      last = now;
+      try {
+        ws.send('{"type":"activity"}');
+      } catch (_e) { /* closing: the next input pings again */ }
+    };
+    for (const type of ['keydown', 'pointerdown', 'wheel']) {
+      document.addEventListener(type, ping, { capture: true, passive: true });
+    }
+  }
+
+  window.HotlineHttp = { ApiError, request, reportActivity };
 })();

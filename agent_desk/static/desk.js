@@ -2365,22 +2365,8 @@
 
   // ---------------------------------------------------------------- activity
 
-  // The server ends a session after 30 minutes without the user doing anything; the open
-  // socket alone is no sign of life, so tell it about the user's input (once a minute).
-  let lastActivityPing = -Infinity;
-  function pingActivity() {
-    const ws = S.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
-    const now = performance.now();
-    if (now - lastActivityPing < 60000) return;
-    lastActivityPing = now;
-    try {
-      ws.send('{"type":"activity"}');
-    } catch (_e) { /* closing: the next input pings again */ }
-  }
-  for (const type of ['keydown', 'pointerdown', 'wheel']) {
-    document.addEventListener(type, pingActivity, { capture: true, passive: true });
-  }
+  // The open socket alone is no sign of life: tell the server about the user's input.
+  window.HotlineHttp.reportActivity(() => S.ws);
 
   // ---------------------------------------------------------------- boot
 
