@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -66,6 +67,36 @@ def locate() -> AsteriskInstall:
     )
 
 
+def write_name_files(root: Path, hostname: str | None = None) -> None:
+    """Give a chroot the name files a debootstrap root lacks.
+
+    Without /etc/hosts every call's media set-up looks up the machine's own name (and
+    A.ROOT-SERVERS.NET) through DNS; a hotline on a private line has none, so each look-up
+    waits for a time-out and SIP calls are answered seconds late or lost under load. The
+    machine's name can change between runs of one cached root, so this is written at
+    every start. No resolv.conf nameserver: nothing of the hotline needs DNS.
+    """
+    name = hostname or socket.gethostname()
+    names = " ".join(dict.fromkeys(n for n in (name, name.split(".")[0]) if n))
+    hosts = ("# Written by hotline (hotline/asterisk.py) at every start.\n"
+             "127.0.0.1\tlocalhost\n"
+             f"127.0.1.1\t{names}\n"
+             "::1\tlocalhost ip6-localhost ip6-loopback\n")
+    files = {
+        "etc/hosts": hosts,
+        "etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files\n"
+                             "networks: files\nprotocols: files\nservices: files\n",
+        "etc/hostname": f"{name}\n",
+    }
+    for rel, text in files.items():
+        path = root / rel
+        if not path.exists() or path.read_text(errors="replace") != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+
+
 class AsteriskInstance:
     """One running Asterisk with the hotline's rendered configuration."""
 
@@ -99,6 +130,8 @@ class AsteriskInstance:
 
     def prepare(self, prompts: dict[str, Path]) -> None:
         """Lay out the instance's folders, link the system sounds, copy the prompts in."""
+        if self.install.root:
+            write_name_files(self.install.root)
         for sub in ("lib", "spool", "spool/hotline-fallback", "spool/recording", "run", "log",
                     "data/sounds/hotline", "data/agi-bin"):
             self.host(f"{self.dirs.base}/{sub}").mkdir(parents=True, exist_ok=True)
