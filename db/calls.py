@@ -63,12 +63,16 @@ async def log_event(conn: asyncpg.Connection, event: str, call_id: uuid.UUID | N
     await _log(conn, event, call_id, queue, agent_id, **data)
 
 
-async def create(conn: asyncpg.Connection, channel_id: str, dialled: str, queue: str) -> uuid.UUID:
-    """Record a call that has just arrived in the IVR; return its id."""
+async def create(conn: asyncpg.Connection, channel_id: str, dialled: str, queue: str, *,
+                 trunk: str | None = None) -> uuid.UUID:
+    """Record a call that has just arrived in the IVR; return its id.
+
+    trunk: the carrier trunk it came in on (None: an agent's phone or a test call)."""
     call_id = uuid.uuid4()
     await conn.execute(
-        "INSERT INTO calls (id, channel_id, dialled_number, queue) VALUES ($1, $2, $3, $4)",
-        call_id, channel_id, dialled, queue,
+        "INSERT INTO calls (id, channel_id, dialled_number, queue, trunk)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        call_id, channel_id, dialled, queue, trunk,
     )
     return call_id
 

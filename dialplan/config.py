@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from dialplan import yamlsrc
+from dialplan.checks import ConfigChecker
+from dialplan.trunks import (
+    DialOut,
+    Trunk,
+    check_area_code,
+    check_dial_out,
+    check_networks,
+    check_trunks,
+)
 from dialplan.yamlsrc import Node
 
 SERVICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -106,7 +115,9 @@ class Queue:
 @dataclass(frozen=True)
 class Phone:
     id: str
-    type: str  # "virtual" or "pjsip"
+    # "virtual" (a Local channel that answers by itself), "pjsip" (a SIP desk phone) or
+    # "webrtc" (the agent's browser at the desk: SIP over the desk's WebSocket, DTLS-SRTP)
+    type: str
     answer_after: float = 1.0
     never_answer: bool = False
     secret: str | None = None
@@ -129,10 +140,13 @@ class Agent:
 
 @dataclass(frozen=True)
 class System:
+    # ARI, AMI, FastAGI and the desk: loopback only (a TLS proxy puts the desk in front).
     bind: str = "127.0.0.1"
-    # How to call a citizen back ({number} is replaced); a trunk in production, e.g.
-    # PJSIP/{number}@trunk. The default reaches the test callee context of `hotline call`.
-    callback_dial: str = "Local/{number}@hotline-callee/n"
+    # SIP and RTP: the address on the carrier's line and the duty room's network.
+    sip_bind: str = "127.0.0.1"
+    rtp_ports: tuple[int, int] = (20000, 20999)
+    # Networks agents' SIP phones may register and call from (CIDR); empty: sip_bind's /32.
+    phone_networks: tuple[str, ...] = ()
     ari_port: int = 8088
     ami_port: int = 5038
     sip_port: int = 5060
@@ -180,6 +194,16 @@ class HotlineConfig:
     source: str = ""
     pause_reasons: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PAUSE_REASONS))
     casework: Casework = field(default_factory=Casework)
+    area_code: str = "0377"  # the hotline's own area (Nanyang)
+    trunks: tuple[Trunk, ...] = ()
+    dial_out: DialOut = field(default_factory=DialOut)
+
+    def trunk(self, trunk_id: str) -> Trunk | None:
+        """The configured trunk of this id, if any."""
+        for t in self.trunks:
+            if t.id == trunk_id:
+                return t
+        return None
 
     def number(self, dialled: str) -> Number | None:
         """The configured public number that was dialled, if any."""
@@ -192,28 +216,8 @@ class HotlineConfig:
 # -- checking the YAML (read by dialplan/yamlsrc.py, with line numbers) --------------------
 
 
-class _Checker(yamlsrc.Checker):
-    def text(self, node: Node | None, where: str, default: str | None = None) -> str:
-        if node is None:
-            return default or ""
-        if not isinstance(node.value, str | int) or isinstance(node.value, bool):
-            self.err(node.line, f"{where} must be text")
-            return default or ""
-        return str(node.value)
-
-    def number(
-        self, node: Node | None, where: str, default: float, lo: float, hi: float
-    ) -> float:
-        if node is None:
-            return default
-        v = node.value
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            self.err(node.line, f"{where} must be a number of seconds")
-            return default
-        if not lo <= v <= hi:
-            self.err(node.line, f"{where} must be between {lo:g} and {hi:g}, not {v}")
-            return default
-        return float(v)
+# The checker with the hotline YAML's helpers (text, numbers) lives in dialplan/checks.py.
+_Checker = ConfigChecker
 
 
 def _items(node: Node) -> Iterator[tuple[str, Node, int]]:
@@ -248,17 +252,19 @@ def loads(text: str, filename: str = "<config>") -> HotlineConfig:
 
 def _validate(tree: Node, c: _Checker) -> HotlineConfig | None:
     top = {"hotline", "numbers", "services", "queues", "prompts", "phones", "agents", "system",
-           "pause_reasons", "casework"}
+           "pause_reasons", "casework", "trunks", "dial_out"}
     if not c.mapping(tree, "the file", top, {"numbers", "services", "queues", "prompts"}):
         return None
     t: dict[str, Node] = tree.value
 
-    name, default_queue, default_queue_line = "hotline", "", 0
-    if "hotline" in t and c.mapping(t["hotline"], "'hotline'", {"name", "default_queue"}, set()):
+    name, default_queue, default_queue_line, area_code = "hotline", "", 0, "0377"
+    if "hotline" in t and c.mapping(t["hotline"], "'hotline'",
+                                    {"name", "default_queue", "area_code"}, set()):
         h = t["hotline"].value
         name = c.text(h.get("name"), "hotline name", "hotline")
         default_queue = c.text(h.get("default_queue"), "default_queue")
         default_queue_line = t["hotline"].keys.get("default_queue", 0)
+        area_code = check_area_code(c, h.get("area_code"))
 
     services: dict[str, str] = {}
     if "services" in t and c.mapping(t["services"], "'services'", set(t["services"].keys), set()):
@@ -478,6 +484,13 @@ def _validate(tree: Node, c: _Checker) -> HotlineConfig | None:
     system = System()
     if "system" in t:
         system = _system(c, t["system"])
+    public = {n.number for n in numbers}
+    trunks: tuple[Trunk, ...] = ()
+    if "trunks" in t and t["trunks"].value is not None:
+        trunks = check_trunks(c, t["trunks"], public, area_code)
+    dial_out = DialOut()
+    if "dial_out" in t:
+        dial_out = check_dial_out(c, t["dial_out"], {tr.id for tr in trunks}, public)
     casework = Casework()
     if "casework" in t:
         casework = _casework(c, t["casework"])
@@ -495,6 +508,9 @@ def _validate(tree: Node, c: _Checker) -> HotlineConfig | None:
         source=c.file,
         pause_reasons=pause_reasons,
         casework=casework,
+        area_code=area_code,
+        trunks=trunks,
+        dial_out=dial_out,
     )
 
 
@@ -546,11 +562,16 @@ def _phones(c: _Checker, node: Node) -> dict[str, Phone]:
         if "id" in v and pid in phones:  # a missing id is reported already
             c.err(v["id"].line, f"the phone '{pid}' is listed twice")
         kind = c.text(v.get("type"), f"phone {pid} type")
-        if "type" in v and kind not in ("virtual", "pjsip"):
-            c.err(v["type"].line, f"phone {pid} type must be 'virtual' or 'pjsip', not '{kind}'")
+        if "type" in v and kind not in ("virtual", "pjsip", "webrtc"):
+            c.err(v["type"].line, f"phone {pid} type must be 'virtual', 'pjsip' or 'webrtc', "
+                                  f"not '{kind}'")
         secret = c.text(v.get("secret"), f"phone {pid} secret") if "secret" in v else None
-        if kind == "pjsip" and not secret:
-            c.err(p.line, f"phone {pid} is a pjsip phone and needs a 'secret'")
+        if kind in ("pjsip", "webrtc") and not secret:
+            c.err(p.line, f"phone {pid} is a {kind} phone and needs a 'secret'")
+        if kind == "webrtc" and "answer_after" in v:
+            # A softphone rings at the desk until the agent clicks 接听 (or ring_timeout).
+            c.err(v["answer_after"].line, f"phone {pid} is a webrtc phone: it rings until "
+                                          "the agent answers at the desk; remove answer_after")
         never = False
         answer_after = 1.0
         if "answer_after" in v and v["answer_after"].value == "never":
@@ -562,8 +583,12 @@ def _phones(c: _Checker, node: Node) -> dict[str, Phone]:
 
 
 def _system(c: _Checker, node: Node) -> System:
-    fields = {"bind", "ari_port", "ami_port", "sip_port", "desk_port", "agi_port",
-              "callback_dial", "trusted_proxies"}
+    fields = {"bind", "sip_bind", "rtp_ports", "phone_networks", "ari_port", "ami_port",
+              "sip_port", "desk_port", "agi_port", "trusted_proxies"}
+    if isinstance(node.value, dict) and "callback_dial" in node.value:
+        c.err(node.keys["callback_dial"], "callback_dial is gone: calls out now leave through "
+              "the trunks named under 'dial_out' (see docs/configuration.md)")
+        fields.add("callback_dial")
     if not c.mapping(node, "'system'", fields, set()):
         return System()
     s = node.value
@@ -586,12 +611,42 @@ def _system(c: _Checker, node: Node) -> System:
         if len(keys) > 1:
             line = max((s[k].line for k in keys if k in s), default=node.line)
             c.err(line, f"{' and '.join(keys)} would both use port {port}; they must differ")
-    bind = c.text(s.get("bind"), "system bind", "127.0.0.1")
-    dial = c.text(s.get("callback_dial"), "callback_dial", System.callback_dial)
-    if "callback_dial" in s and "{number}" not in dial:
-        c.err(s["callback_dial"].line, "callback_dial must contain {number}")
-    return System(bind=bind, callback_dial=dial, trusted_proxies=_proxies(c, s),
-                  **ports)
+    bind = _address(c, s.get("bind"), "system bind", "127.0.0.1")
+    if "bind" in s and not ipaddress.ip_address(bind).is_loopback:
+        c.err(s["bind"].line, "system bind is for ARI, AMI, FastAGI and the desk, which must "
+              "stay on loopback (127.0.0.1); put SIP on the network with sip_bind, and the "
+              "desk behind a TLS proxy (README)")
+    sip_bind = _address(c, s.get("sip_bind"), "system sip_bind", "127.0.0.1")
+    if "sip_bind" in s and ipaddress.ip_address(sip_bind).is_unspecified:
+        c.err(s["sip_bind"].line, "system sip_bind must be one address of this machine (the "
+              "one on the carrier's line and the duty room's network), not every address")
+    rtp = _rtp_ports(c, s.get("rtp_ports"))
+    phones = check_networks(c, s.get("phone_networks"), "system phone_networks") \
+        if "phone_networks" in s else ()
+    return System(bind=bind, sip_bind=sip_bind, rtp_ports=rtp, phone_networks=phones,
+                  trusted_proxies=_proxies(c, s), **ports)
+
+
+def _address(c: _Checker, node: Node | None, where: str, default: str) -> str:
+    text = c.text(node, where, default)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        if node is not None:
+            c.err(node.line, f"{where} '{text}' must be an IP address of this machine, "
+                             "like 127.0.0.1 or 10.1.2.3")
+        return default
+
+
+def _rtp_ports(c: _Checker, node: Node | None) -> tuple[int, int]:
+    if node is None:
+        return System.rtp_ports
+    m = re.fullmatch(r"\s*([0-9]{4,5})\s*-\s*([0-9]{4,5})\s*", str(node.value))
+    if not m or not 1024 <= int(m[1]) < int(m[2]) <= 65535 or int(m[2]) - int(m[1]) < 10:
+        c.err(node.line, "rtp_ports must be a range like 20000-20999 (ports 1024 to 65535, "
+                         "at least 10 ports; each call uses two)")
+        return System.rtp_ports
+    return int(m[1]), int(m[2])
 
 
 def _proxies(c: _Checker, s: dict[str, Node]) -> tuple[str, ...]:

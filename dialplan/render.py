@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dialplan.config import HotlineConfig
+from dialplan.trunks import DTMF_MODES, Trunk
 
 ARI_APP = "hotline"
 INBOUND_CONTEXT = "hotline-inbound"
@@ -95,7 +96,7 @@ def render(cfg: HotlineConfig, dirs: AsteriskDirs, secrets: Secrets, *,
         "pjsip.conf": _pjsip_conf(cfg),
         "extensions.conf": render_extensions(cfg, f"{dirs.base}/spool/{FALLBACK_SPOOL}"),
         "musiconhold.conf": _moh_conf(cfg, dirs),
-        "rtp.conf": "[general]\nrtpstart=20000\nrtpend=20999\n",
+        "rtp.conf": _rtp_conf(cfg),
         "cdr.conf": "[general]\nenable=no\n",
         "cel.conf": "[general]\nenable=no\n",
         "stasis.conf": "",
@@ -159,6 +160,8 @@ messages.log => notice,warning,error,verbose(1)
 
 def _http_conf(cfg: HotlineConfig) -> str:
     s = cfg.system
+    # ARI, and /ws (SIP over WebSocket) for the desk's softphones: the desk proxies its
+    # /sip there for agents whose phone is webrtc; browsers never come here themselves.
     return f"""[general]
 enabled = yes
 bindaddr = {s.bind}
@@ -199,42 +202,236 @@ write = system,config
 """
 
 
+# Seconds without RTP before Asterisk ends a call: a far end that vanished without a BYE
+# (a killed client, a cut line) must not stay "waiting" and be offered to an agent as dead
+# air. Music on hold flows outwards only, so a held caller's silence is not mistaken.
+RTP_TIMEOUT = 60
+RTP_TIMEOUT_HOLD = 300
+# Session timers (RFC 4028): a carrier's refresh keeps the call; a dead one ends it.
+SESSION_EXPIRES = 1800
+
+
 def _pjsip_conf(cfg: HotlineConfig) -> str:
     s = cfg.system
     out = [
+        "[global]",
+        "type = global",
+        # Only a trunk's address or a phone's account identifies a caller; there is no
+        # anonymous endpoint, so anyone else is refused before the dialplan (and logged).
+        "endpoint_identifier_order = ip,username",
+        "user_agent = hotline",
+        "",
         "[transport-udp]",
         "type = transport",
         "protocol = udp",
-        f"bind = {s.bind}:{s.sip_port}",
+        f"bind = {_hostport(s.sip_bind, s.sip_port)}",
         "",
     ]
     for phone in sorted(cfg.phones.values(), key=lambda p: p.id):
-        if phone.type != "pjsip":
-            continue
+        if phone.type == "pjsip":
+            out += _pjsip_phone(cfg, phone.id, phone.secret or "")
+    for trunk in cfg.trunks:
+        out += _pjsip_trunk(cfg, trunk)
+    out += _webrtc_phones(cfg)
+    return "\n".join(out)
+
+
+def _webrtc_phones(cfg: HotlineConfig) -> list[str]:
+    """Agents' browsers at the desk: SIP over a WebSocket, DTLS-SRTP media.
+
+    The browser never reaches Asterisk's HTTP server itself: the desk proxies its /sip
+    to /ws here (agent_desk/softphone.py), for the logged-in agent whose phone it is. So
+    the WebSocket always comes from loopback, and the ACL says so. Call control dials
+    these phones as PJSIP/<id>, like SIP desk phones.
+    """
+    phones = [p for p in sorted(cfg.phones.values(), key=lambda p: p.id) if p.type == "webrtc"]
+    if not phones:
+        return []
+    out = [
+        "; SIP over WebSocket: served by the HTTP server of http.conf at /ws (the bind",
+        "; address of a ws transport is not used).",
+        "[transport-ws]",
+        "type = transport",
+        "protocol = ws",
+        "bind = 0.0.0.0",
+        "",
+    ]
+    acl = ["deny = 0.0.0.0/0.0.0.0", "deny = ::/0", "permit = 127.0.0.0/8"]
+    for phone in phones:
+        pid = phone.id
         out += [
-            f"; agent phone {phone.id}",
-            f"[{phone.id}]",
+            f"; agent softphone {pid} (the browser at the desk)",
+            f"[{pid}]",
             "type = endpoint",
             "context = hotline-phones",
             "disallow = all",
-            "allow = ulaw,alaw",
-            f"auth = {phone.id}-auth",
-            f"aors = {phone.id}",
-            "direct_media = no",
+            # G.711 only, as every phone and trunk here: Chromium offers PCMU and PCMA
+            # beside Opus, so nothing is transcoded.
+            "allow = alaw,ulaw",
+            "dtmf_mode = rfc4733",
+            f"auth = {pid}-auth",
+            f"aors = {pid}",
+            # webrtc = yes implies the lines after it; they are spelled out to be read.
+            "webrtc = yes",
+            "use_avpf = yes",
+            "media_encryption = dtls",
+            "dtls_verify = fingerprint",
+            "dtls_setup = actpass",
+            "dtls_auto_generate_cert = yes",
+            "ice_support = yes",
+            "media_use_received_transport = yes",
+            "rtcp_mux = yes",
+            *_media(cfg),
+            *acl,
             "",
-            f"[{phone.id}-auth]",
+            f"[{pid}-auth]",
             "type = auth",
             "auth_type = userpass",
-            f"username = {phone.id}",
-            f"password = {phone.secret}",
+            f"username = {pid}",
+            f"password = {phone.secret or ''}",
             "",
-            f"[{phone.id}]",
+            f"[{pid}]",
             "type = aor",
+            # One registration: the desk opened again elsewhere replaces the first.
             "max_contacts = 1",
             "remove_existing = yes",
+            *[f"contact_{line}" for line in acl],
             "",
         ]
-    return "\n".join(out)
+    return out
+
+
+def _hostport(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _media(cfg: HotlineConfig) -> list[str]:
+    """RTP on the SIP address only, never on every address of the machine."""
+    return [
+        f"media_address = {cfg.system.sip_bind}",
+        "bind_rtp_to_media_address = yes",
+        "direct_media = no",
+        f"rtp_timeout = {RTP_TIMEOUT}",
+        f"rtp_timeout_hold = {RTP_TIMEOUT_HOLD}",
+    ]
+
+
+def phone_networks(cfg: HotlineConfig) -> tuple[str, ...]:
+    """Where agents' SIP phones may register and call from."""
+    s = cfg.system
+    if s.phone_networks:
+        return s.phone_networks
+    own = f"{s.sip_bind}/128" if ":" in s.sip_bind else f"{s.sip_bind}/32"
+    return ("127.0.0.0/8", own) if not s.sip_bind.startswith("127.") else ("127.0.0.0/8",)
+
+
+def _pjsip_phone(cfg: HotlineConfig, pid: str, secret: str) -> list[str]:
+    acl = ["deny = 0.0.0.0/0.0.0.0", "deny = ::/0"]
+    acl += [f"permit = {net}" for net in phone_networks(cfg)]
+    contact_acl = [f"contact_{line}" for line in acl]
+    return [
+        f"; agent phone {pid}",
+        f"[{pid}]",
+        "type = endpoint",
+        "transport = transport-udp",
+        "context = hotline-phones",
+        "disallow = all",
+        "allow = alaw,ulaw",
+        "dtmf_mode = auto",
+        f"auth = {pid}-auth",
+        f"aors = {pid}",
+        *_media(cfg),
+        *acl,
+        *contact_acl,
+        "",
+        f"[{pid}-auth]",
+        "type = auth",
+        "auth_type = userpass",
+        f"username = {pid}",
+        f"password = {secret}",
+        "",
+        f"[{pid}]",
+        "type = aor",
+        # One registration per phone: a second device replaces the first.
+        "max_contacts = 1",
+        "remove_existing = yes",
+        "",
+    ]
+
+
+def _pjsip_trunk(cfg: HotlineConfig, trunk: Trunk) -> list[str]:
+    name = trunk.endpoint
+    out = [
+        f"; carrier trunk {trunk.id}",
+        f"[{name}]",
+        "type = endpoint",
+        "transport = transport-udp",
+        f"context = {trunk_context(trunk)}",
+        "disallow = all",
+        f"allow = {','.join(trunk.codecs)}",
+        f"dtmf_mode = {DTMF_MODES[trunk.dtmf]}",
+        f"aors = {name}",
+        # The caller's number: from P-Asserted-Identity / Remote-Party-ID when trusted,
+        # else from the From header. Ours goes out in From and P-Asserted-Identity.
+        f"trust_id_inbound = {'no' if trunk.caller_id_from == 'from' else 'yes'}",
+        "send_pai = yes",
+        f"send_rpid = {'yes' if trunk.caller_id_from == 'remote_party_id' else 'no'}",
+        "timers = yes",
+        f"timers_sess_expires = {SESSION_EXPIRES}",
+        "ice_support = no",
+        "allow_subscribe = no",
+        *_media(cfg),
+    ]
+    if trunk.registration:
+        out.append(f"outbound_auth = {name}-auth")
+    out += [
+        "",
+        f"[{name}]",
+        "type = aor",
+        f"contact = sip:{trunk.host}",
+        f"qualify_frequency = {trunk.qualify}",
+        "",
+        f"[{name}]",
+        "type = identify",
+        f"endpoint = {name}",
+        *[f"match = {net}" for net in trunk.match],
+        "",
+    ]
+    reg = trunk.registration
+    if reg:
+        out += [
+            f"[{name}-auth]",
+            "type = auth",
+            "auth_type = userpass",
+            f"username = {reg.username}",
+            f"password = {reg.password}",
+            "",
+            f"[{name}-reg]",
+            "type = registration",
+            "transport = transport-udp",
+            f"outbound_auth = {name}-auth",
+            f"server_uri = sip:{reg.server}",
+            f"client_uri = sip:{reg.username}@{reg.server.split(':')[0]}",
+            f"contact_user = {reg.username}",
+            "retry_interval = 30",
+            "forbidden_retry_interval = 300",
+            "expiration = 600",
+            # Calls the carrier sends to the registered contact belong to this trunk.
+            "line = yes",
+            f"endpoint = {name}",
+            "",
+        ]
+    return out
+
+
+def trunk_context(trunk: Trunk) -> str:
+    """The dialplan context a trunk's calls arrive in."""
+    return f"hotline-{trunk.endpoint}"
+
+
+def _rtp_conf(cfg: HotlineConfig) -> str:
+    start, end = cfg.system.rtp_ports
+    return f"[general]\nrtpstart={start}\nrtpend={end}\n"
 
 
 def _moh_conf(cfg: HotlineConfig, d: AsteriskDirs) -> str:
@@ -243,6 +440,21 @@ def _moh_conf(cfg: HotlineConfig, d: AsteriskDirs) -> str:
     for cls in classes:
         out += [f"[{cls}]", "mode = files", f"directory = {d.data}/moh", "sort = alpha", ""]
     return "\n".join(out)
+
+
+def _trunk_contexts(cfg: HotlineConfig) -> list[str]:
+    """One context per trunk: the called number, in the forms the carrier sends it, to the
+    hotline number. Anything else is not an extension here, so PJSIP answers 404 before
+    a channel exists."""
+    out: list[str] = []
+    for trunk in cfg.trunks:
+        out += [f"; Calls from carrier trunk {trunk.id} ({trunk.name}).",
+                f"[{trunk_context(trunk)}]"]
+        for form, number in sorted(trunk.called_numbers.items()):
+            out += [f"exten => {form},1,Set(__HOTLINE_TRUNK={trunk.id})",
+                    f" same => n,Goto({INBOUND_CONTEXT},{number},1)"]
+        out.append("")
+    return out
 
 
 def render_extensions(cfg: HotlineConfig, fallback_dir: str = "/tmp") -> str:
@@ -261,7 +473,10 @@ def render_extensions(cfg: HotlineConfig, fallback_dir: str = "/tmp") -> str:
     for n in cfg.numbers:
         out += [
             f"exten => {n.number},1,NoOp(hotline number {n.number})",
-            f" same => n,Stasis({ARI_APP},inbound,{n.number})",
+            # The presentation (a withheld number) and the trunk go to call control as
+            # arguments; both are from fixed vocabularies, never the caller's text.
+            f" same => n,Stasis({ARI_APP},inbound,{n.number},${{CALLERID(pres)}},"
+            "${HOTLINE_TRUNK})",
             # Stasis returns only when the app is not running (or the call was let go).
             f" same => n,Set(HOTLINE_DIALLED={n.number})",
             f" same => n,GotoIf($[\"${{STASISSTATUS}}\" = \"FAILED\"]?{FALLBACK_CONTEXT},s,1)",
@@ -273,6 +488,7 @@ def render_extensions(cfg: HotlineConfig, fallback_dir: str = "/tmp") -> str:
         " same => n,Playback(ss-noservice)",
         " same => n,Hangup()",
         "",
+        *_trunk_contexts(cfg),
         "; Reached only while the call-control service is down: a message, never silence.",
         f"[{FALLBACK_CONTEXT}]",
         "exten => s,1,Answer()",

@@ -318,7 +318,7 @@ async def gather_status(rt: Runtime) -> dict[str, Any]:
             comp["casework"] = {"ok": fresh, "detail": "urging overdue cases" if fresh else
                                 f"case-workflow jobs silent for {float(jobs['age']):.0f} s"}
         rows = await conn.fetch(
-            """SELECT id, dialled_number, service, queue, state,
+            """SELECT id, dialled_number, service, queue, state, trunk,
                       extract(epoch FROM now() - entered_queue_at) AS waited
                FROM calls WHERE state IN ('waiting', 'offered')
                ORDER BY queue, entered_queue_at"""
@@ -326,7 +326,7 @@ async def gather_status(rt: Runtime) -> dict[str, Any]:
         out["queue"]["waiting"] = [
             {"call_id": str(r["id"]), "dialled_number": r["dialled_number"],
              "service": r["service"], "queue": r["queue"], "state": r["state"],
-             "waited_seconds": round(float(r["waited"]), 1)} for r in rows
+             "trunk": r["trunk"], "waited_seconds": round(float(r["waited"]), 1)} for r in rows
         ]
         agents = await conn.fetch(
             "SELECT login, display_name, state, reason, state_since FROM agents WHERE active "
@@ -353,7 +353,7 @@ async def _status(rt: Runtime, as_json: bool) -> int:
     print(f"\nwaiting calls: {len(waiting)}")
     for w in waiting:
         print(f"  {w['dialled_number']:>9}  {w['service'] or '-':10}  {w['state']:8}"
-              f"  {w['waited_seconds']:6.0f} s")
+              f"  {w['waited_seconds']:6.0f} s  {w['trunk'] or ''}")
     print("\nagents:")
     for a in status["queue"]["agents"]:
         print(f"  {a['login']:10} {a['name']:8} {a['state']:10} {a['reason'] or ''}")

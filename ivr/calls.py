@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,11 +53,24 @@ class Arrival:
     priority: int = 0
 
 
-def caller_number(channel: Channel) -> str | None:
-    """The caller's number, or None when it is withheld or not a number."""
-    number = channel.caller_number
-    digits = normalise_phone(number)
-    return number if digits and len(digits) >= 3 else None
+# A caller ID worth keeping: digits, with an optional leading +. Anything else (letters,
+# "anonymous", dial-string characters such as & / @ ,) is no number at all.
+CALLER_ID = re.compile(r"^\+?[0-9]{3,20}$")
+
+
+def caller_number(channel: Channel, presentation: str = "") -> str | None:
+    """The caller's number, or None when it is withheld or not a number.
+
+    presentation is Asterisk's CALLERID(pres) for the call: a carrier's `Privacy: id`
+    (or a restricted Remote-Party-ID) makes it `prohib_*`, and the citizen asked not to
+    be identified, so the number is not kept even when the carrier delivered it.
+    """
+    if presentation.startswith("prohib"):
+        return None
+    number = channel.caller_number.strip()
+    if not CALLER_ID.match(number) or len(normalise_phone(number)) < 3:
+        return None
+    return number
 
 
 class CallerFlow:
@@ -78,8 +92,13 @@ class CallerFlow:
         """The service of a call whose caller chose none (the first in the YAML)."""
         return next(iter(self.cfg.services), "hotline")
 
-    async def run(self, channel: Channel, inbox: Inbox, dialled: str) -> None:
-        """The whole flow for one channel that entered Stasis as an inbound call."""
+    async def run(self, channel: Channel, inbox: Inbox, dialled: str, presentation: str = "",
+                  trunk: str = "") -> None:
+        """The whole flow for one channel that entered Stasis as an inbound call.
+
+        presentation: CALLERID(pres) (a withheld number); trunk: the carrier trunk it came
+        in on ("" for a call from an agent's phone or `hotline call`).
+        """
         number = self.cfg.number(dialled)
         if number is None:
             # The dialplan only sends configured numbers here; one removed from the YAML
@@ -89,7 +108,8 @@ class CallerFlow:
                             queue=self.cfg.default_queue, service=self.default_service())
         try:
             async with self.pool.acquire() as conn:
-                call_id = await call_store.create(conn, channel.id, dialled, number.queue)
+                call_id = await call_store.create(conn, channel.id, dialled, number.queue,
+                                                  trunk=trunk or None)
         except Exception:
             log.exception("a call on %s could not be recorded; sending it to the fallback",
                           dialled)
@@ -112,7 +132,7 @@ class CallerFlow:
                 log.info("call %s: to the progress lookup", call_id)
                 await channel.continue_in_dialplan(PROGRESS_CONTEXT)
                 return
-            caller = caller_number(channel)
+            caller = caller_number(channel, presentation)
             callback = None if caller else await self._ask_callback(channel, inbox)
             async with self.pool.acquire() as conn:
                 # A caller with a case still open is likely calling about it: a little ahead.

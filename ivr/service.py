@@ -80,7 +80,9 @@ class CallControl:
         channel = self.ari.channel(event["channel"]["id"], event["channel"])
         if args[:1] == ["inbound"] and len(args) >= 2:
             inbox = self.inboxes.open(channel.id)
-            self._spawn(self._run_flow(channel.id, self.flow.run(channel, inbox, args[1])))
+            presentation, trunk = (args[2:4] + ["", ""])[:2]
+            self._spawn(self._run_flow(channel.id, self.flow.run(channel, inbox, args[1],
+                                                                 presentation, trunk)))
         elif args[:1] == ["agent"]:
             await self.queue.agent_answered(channel.id)
         elif args[:1] == ["callee"]:

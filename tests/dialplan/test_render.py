@@ -73,7 +73,7 @@ def test_both_numbers_go_into_the_stasis_app(files: dict[str, str]) -> None:
     inbound = section(files["extensions.conf"], render.INBOUND_CONTEXT)
     for number in ("12345", "63160000"):
         ext = extension(inbound, number)
-        assert f"Stasis(hotline,inbound,{number})" in ext
+        assert f"Stasis(hotline,inbound,{number},${{CALLERID(pres)}},${{HOTLINE_TRUNK}})" in ext
 
 
 def test_stasis_failure_falls_back_to_a_message(files: dict[str, str]) -> None:
@@ -168,11 +168,15 @@ def test_http_and_manager_bind_to_system_address(files: dict[str, str]) -> None:
 def test_custom_system_ports_are_rendered(cfg: HotlineConfig) -> None:
     """Changing the bind address and ports in the YAML moves every listener."""
     custom = dataclasses.replace(cfg, system=System(
-        bind="127.0.0.9", ari_port=18088, ami_port=15038, sip_port=15060, desk_port=18080))
+        bind="127.0.0.9", sip_bind="10.20.0.5", ari_port=18088, ami_port=15038,
+        sip_port=15060, desk_port=18080, rtp_ports=(30000, 30099)))
     out = render.render(custom, DIRS, SECRETS)
     assert "bindaddr = 127.0.0.9\nbindport = 18088" in out["http.conf"]
     assert "bindaddr = 127.0.0.9\nport = 15038" in out["manager.conf"]
-    assert "bind = 127.0.0.9:15060" in out["pjsip.conf"]
+    # SIP and its media on the network address, the rest stays on loopback.
+    assert "bind = 10.20.0.5:15060" in out["pjsip.conf"]
+    assert "media_address = 10.20.0.5\nbind_rtp_to_media_address = yes" in out["pjsip.conf"]
+    assert "rtpstart=30000\nrtpend=30099" in out["rtp.conf"]
 
 
 def test_ari_conf_has_the_ari_user(files: dict[str, str]) -> None:
@@ -208,3 +212,62 @@ def test_modules_conf_lists_noload_sorted(files: dict[str, str]) -> None:
     noload = re.findall(r"^noload => (\S+)$", files["modules.conf"], re.M)
     assert noload == sorted(render.NOLOAD)
     assert "chan_sip.so" in noload
+
+
+# -- the desk's softphone (type: webrtc) ----------------------------------------------------
+
+WEBRTC_SECRET = "w3b-s3cret-8201"
+
+
+@pytest.fixture(scope="module")
+def webrtc_files(cfg: HotlineConfig) -> dict[str, str]:
+    phones = dict(cfg.phones)
+    phones["8201"] = config.Phone("8201", "webrtc", secret=WEBRTC_SECRET)
+    return render.render(dataclasses.replace(cfg, phones=phones), DIRS, SECRETS)
+
+
+def _pjsip_blocks(pjsip: str) -> dict[tuple[str, str], str]:
+    """(section name, type) -> body: endpoint, auth and aor of a phone share a name."""
+    blocks = re.findall(r"^\[([^\]]+)\]\n(.*?)(?=^\[|\Z)", pjsip, re.S | re.M)
+    return {(name, re.findall(r"^type = (\w+)$", body, re.M)[0]): body
+            for name, body in blocks}
+
+
+def test_webrtc_phone_endpoint_auth_aor(webrtc_files: dict[str, str]) -> None:
+    """A softphone: WebRTC endpoint (DTLS with a generated certificate, ICE, AVPF, RTCP
+    multiplexed), G.711 only, its auth with the secret, one registration at a time, and
+    reachable from loopback only (the desk's /sip proxy)."""
+    by_type = _pjsip_blocks(webrtc_files["pjsip.conf"])
+    endpoint = by_type[("8201", "endpoint")]
+    for line in ("webrtc = yes", "dtls_auto_generate_cert = yes", "media_encryption = dtls",
+                 "dtls_verify = fingerprint", "ice_support = yes", "use_avpf = yes",
+                 "rtcp_mux = yes", "disallow = all", "allow = alaw,ulaw",
+                 "auth = 8201-auth", "aors = 8201", "context = hotline-phones",
+                 "direct_media = no", "permit = 127.0.0.0/8"):
+        assert re.search(rf"^{re.escape(line)}$", endpoint, re.M), line
+    assert not re.search(r"^allow = .*opus", endpoint, re.M)  # nothing to transcode
+    assert re.findall(r"^deny = .*$", endpoint, re.M) == ["deny = 0.0.0.0/0.0.0.0",
+                                                          "deny = ::/0"]
+    auth = by_type[("8201-auth", "auth")]
+    assert "username = 8201" in auth and f"password = {WEBRTC_SECRET}" in auth
+    aor = by_type[("8201", "aor")]
+    assert "max_contacts = 1" in aor and "remove_existing = yes" in aor
+    assert "contact_permit = 127.0.0.0/8" in aor
+
+
+def test_webrtc_phones_get_the_websocket_transport(webrtc_files: dict[str, str],
+                                                   files: dict[str, str]) -> None:
+    """SIP over WebSocket (served by http.conf's loopback server at /ws) exists only when
+    a phone needs it; the UDP transport stays as it was."""
+    ws = section(webrtc_files["pjsip.conf"], "transport-ws")
+    assert "type = transport" in ws and "protocol = ws" in ws
+    assert "[transport-ws]" not in files["pjsip.conf"]  # the shipped YAML has no softphone
+    assert section(webrtc_files["pjsip.conf"], "transport-udp") == \
+        section(files["pjsip.conf"], "transport-udp")
+    assert "bindaddr = 127.0.0.1" in section(webrtc_files["http.conf"], "general")
+
+
+def test_webrtc_secret_only_in_pjsip_conf(webrtc_files: dict[str, str]) -> None:
+    """The softphone's password is in pjsip.conf and nowhere else Asterisk reads."""
+    assert {name for name, body in webrtc_files.items() if WEBRTC_SECRET in body} == \
+        {"pjsip.conf"}

@@ -124,6 +124,9 @@ def test_a_bind_address_change_is_refused_for_every_listener() -> None:
     after = _data()
     after["system"]["bind"] = "127.0.0.2"
     reasons = _plan(_data(), after).restart_reasons
+    assert [r.split(" would")[0] for r in reasons] == ["ARI (http.conf)", "AMI (manager.conf)"]
+    after["system"]["sip_bind"] = "127.0.0.2"
+    reasons = _plan(_data(), after).restart_reasons
     assert [r.split(" would")[0] for r in reasons] == [
         "ARI (http.conf)", "AMI (manager.conf)", "SIP (pjsip.conf)"]
 
