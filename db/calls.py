@@ -273,7 +273,7 @@ async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str,
                    AND entered_queue_at < $2""",
                 row["queue"], row["entered_queue_at"],
             )
-            event = "CALLBACKFAIL" if reason == "callback_no_answer" else (
+            event = "CALLBACKFAIL" if reason.startswith("callback_") else (
                 "EXITWITHTIMEOUT" if reason.startswith("overflow") else "ABANDON")
             await _log(conn, event, call_id, row["queue"], None,
                        position=position + 1, waited=round(float(waited or 0), 3),
@@ -282,7 +282,7 @@ async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str,
                 # Missed calls are called back (national rules): on the worklist.
                 await worklist.add(conn, call_id, "abandoned")
             elif event == "CALLBACKFAIL":
-                await worklist.add(conn, call_id, "callback")
+                await worklist.add(conn, call_id, "callback", reason=reason)
         elif row["state"] == "connected":
             talk = await conn.fetchval(
                 "SELECT extract(epoch FROM now() - $1::timestamptz)", row["answered_at"]

@@ -14,11 +14,23 @@ KINDS = ("abandoned", "callback", "voice_message")
 OUTCOMES = ("reached", "no_answer", "invalid")
 
 
-async def add(conn: asyncpg.Connection, call_id: uuid.UUID, kind: str) -> None:
-    """Put a call on the worklist (once)."""
+# Why a call back did not reach the citizen, in the words the desk shows the agent.
+REASONS = {
+    "callback_no_answer": "市民未接听回拨",
+    "callback_busy": "市民电话占线",
+    "callback_trunk_failed": "外呼线路故障，所有线路均未接通",
+    "callback_refused": "号码未通过外呼检查（号码不合规或超过呼叫次数上限）",
+    "callback_no_route": "没有可用的外呼线路",
+}
+
+
+async def add(conn: asyncpg.Connection, call_id: uuid.UUID, kind: str,
+              reason: str | None = None) -> None:
+    """Put a call on the worklist (once); reason: why a call back failed (REASONS)."""
     await conn.execute(
-        "INSERT INTO worklist (call_id, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        call_id, kind,
+        "INSERT INTO worklist (call_id, kind, reason) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING",
+        call_id, kind, reason,
     )
     await events.notify(conn, events.QUEUE)
 
@@ -74,4 +86,6 @@ def item_dict(row: asyncpg.Record, caller_masked: str | None) -> dict[str, Any]:
         "case_no": row["case_no"],
         "attempts": row["attempts"],
         "status": row["status"],
+        "reason": row["reason"],
+        "reason_text": REASONS.get(row["reason"] or ""),
     }

@@ -13,6 +13,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -24,8 +25,8 @@ from db.crypto import Keyring
 from dialplan.config import HotlineConfig, Phone
 from dialplan.render import VIRTUAL_PHONE_CONTEXT
 from dialplan.speech import digits_words, number_words
-from ivr import media
-from ivr.ari import Ari, AriError, NotFound
+from ivr import dialout, media
+from ivr.ari import Ari, AriError, Event, NotFound
 from ivr.calls import Arrival
 from ivr.channels import ChannelGone, Inbox, Inboxes
 from ivr.voicemail import VoiceMessages
@@ -69,6 +70,8 @@ class LiveCall:
     answering: bool = False  # an agent picked up; the caller is being bridged
     callback: bool = False  # the caller hung up to be called back; keeps its place
     callee_channel: str | None = None  # the call back to the caller, while it rings
+    callee_routes: list[dialout.Route] = field(default_factory=list)  # trunks left to try
+    callee_caller_id: str = ""  # the hotline number the citizen sees
 
 
 class QueueService:
@@ -153,6 +156,7 @@ class QueueService:
         if live.callee_channel and channel_id == live.agent_channel:
             # The agent gave up while the citizen was being called back.
             callee = live.callee_channel
+            live.callee_routes = []
             await self.ari.channel(callee).hangup()
             await self.callee_gone(callee)
             return
@@ -337,21 +341,49 @@ class QueueService:
         live.agent_channel, live.agent_id = agent_channel, agent_id
         await media.start(self.ari.channel(agent_channel), media.prompt_media("callback_agent"))
         number = await self._caller_number(live)
+        dialled = await self._dialled(live.call_id)
+        async with self.pool.acquire() as conn:
+            plan = await dialout.prepare(conn, self.cfg, self.keyring, number or "",
+                                         purpose="queue_callback", now=datetime.now(UTC),
+                                         hotline_number=dialled, call_id=live.call_id,
+                                         agent_id=agent_id)
+        if not plan.allowed:
+            # The number is refused (the plan, the caps) or there is no trunk: the agent is
+            # freed and the call stays on the worklist with the reason.
+            log.warning("call %s: the caller cannot be called back (%s: %s)", live.call_id,
+                        plan.decision.masked, plan.decision.code if not plan.decision.allowed
+                        else "no trunk")
+            await self._callback_failed(live, dialout.REFUSED if not plan.decision.allowed
+                                        else dialout.NO_ROUTE)
+            return
+        live.callee_routes = list(plan.routes)
+        live.callee_caller_id = plan.caller_id
+        await self._dial_callee(live)
+
+    async def _dial_callee(self, live: LiveCall) -> None:
+        """Call the citizen on the next trunk left (its failure tries the one after)."""
+        route = live.callee_routes.pop(0)
         callee = f"hotline-callee-{uuid.uuid4()}"
         live.callee_channel = callee
         self.by_callee[callee] = live
-        dialled = await self._dialled(live.call_id)
-        endpoint = self.cfg.system.callback_dial.format(number=number or "")
+        shown = live.callee_caller_id
         try:
             async with self.pool.acquire() as conn:
                 await call_store.set_callback_channel(conn, live.call_id, callee)
             await self.ari.originate(
-                endpoint, app_args=f"callee,{live.call_id}", timeout=30,
-                caller_id=f'"{dialled}" <{dialled}>', channel_id=callee,
-                formats="ulaw" if endpoint.startswith("Local/") else None)
+                route.endpoint, app_args=f"callee,{live.call_id}",
+                timeout=self.cfg.dial_out.ring_seconds, caller_id=f'"{shown}" <{shown}>',
+                channel_id=callee)
+            log.info("call %s: calling the citizen back on trunk %s", live.call_id,
+                     route.trunk)
         except Exception as e:
-            log.error("call %s: the caller could not be called back (%s)", live.call_id, e)
-            await self.callee_gone(callee)
+            log.error("call %s: trunk %s could not place the call back (%s)", live.call_id,
+                      route.trunk, e)
+            self.by_callee.pop(callee, None)
+            if live.callee_routes:
+                await self._dial_callee(live)
+            else:
+                await self._callback_failed(live, "callback_trunk_failed")
 
     async def callee_answered(self, channel_id: str) -> None:
         """The citizen picked up the call back: bridge them with the waiting agent."""
@@ -382,16 +414,28 @@ class QueueService:
             await self.ari.channel(leg).hangup()
         log.info("call %s: called back and connected to agent %d", live.call_id, live.agent_id)
 
-    async def callee_gone(self, channel_id: str) -> None:
-        """The call back was not answered: the agent is released, the call goes on the
-        worklist (kind callback) for another try by hand."""
+    async def callee_gone(self, channel_id: str, event: Event | None = None) -> None:
+        """The call back ended before it was answered: on a trunk's fault the next trunk
+        is tried; otherwise the agent is released and the call goes on the worklist (kind
+        callback) with the reason, for another try by hand."""
         live = self.by_callee.pop(channel_id, None)
         if live is None:
             return
-        log.info("call %s: the caller did not answer the call back", live.call_id)
+        if event is not None and live.callee_routes and dialout.fails_over(event):
+            log.warning("call %s: the trunk failed (cause %s); trying the next one",
+                        live.call_id, event.get("cause"))
+            await self._dial_callee(live)
+            return
+        reason = dialout.end_reason(event)
+        log.info("call %s: the caller was not reached on the call back (%s)", live.call_id,
+                 reason)
+        await self._callback_failed(live, reason)
+
+    async def _callback_failed(self, live: LiveCall, reason: str) -> None:
         self._forget(live)
+        live.callee_channel = None
         async with self.pool.acquire() as conn:
-            await call_store.end(conn, live.call_id, "callback_no_answer")
+            await call_store.end(conn, live.call_id, reason)
         for leg in [*live.legs, live.agent_channel]:
             if leg:
                 await self.ari.channel(leg).hangup()

@@ -108,7 +108,7 @@ class CallControl:
         elif channel_id in self.queue.by_agent_channel:
             await self.queue.agent_channel_gone(channel_id)
         elif channel_id in self.queue.by_callee:
-            await self.queue.callee_gone(channel_id)
+            await self.queue.callee_gone(channel_id, event)
         elif channel_id in self.supervision.sessions:
             await self.supervision.end(channel_id)
 

@@ -1630,7 +1630,9 @@
         el('td', {}, [el('span', {
           className: 'kind-badge', text: WORKLIST_KINDS[item.kind] || str(item.kind) || '—',
           dataset: { kind: str(item.kind) },
-        })]),
+        }), item.reason_text ? el('div', {
+          className: 'worklist-reason', text: str(item.reason_text),
+        }) : null].filter(Boolean)),
         el('td', {
           className: `dialled dial-${dialled.replace(/[^0-9A-Za-z_-]/g, '')}`,
           text: dialledLabel(dialled),

@@ -2,3 +2,6 @@
 
 -- The carrier trunk a call came in on (NULL: an agent's phone or a test call).
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS trunk text;
+
+-- Why a call back did not reach the citizen (callback_busy, callback_refused, ...).
+ALTER TABLE worklist ADD COLUMN IF NOT EXISTS reason text;
