@@ -181,7 +181,7 @@ class Stack:
     def add_appqueue(self, retry: int) -> None:
         """Render this hotline's files plus the app_queue extras and load them."""
         cfg = config.load(self.config_path)
-        files = render.render(cfg, self.asterisk.dirs, self.runtime.secrets(),
+        files = render.render(cfg, self.asterisk.dirs, self.runtime.secrets(cfg),
                               extra=appqueue_extra(self.agents, self.ami_secret, retry,
                                                    cfg.queues[QUEUE]))
         self.asterisk.write_config({k: files[k] for k in

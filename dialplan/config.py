@@ -566,8 +566,12 @@ def _phones(c: _Checker, node: Node) -> dict[str, Phone]:
             c.err(v["type"].line, f"phone {pid} type must be 'virtual', 'pjsip' or 'webrtc', "
                                   f"not '{kind}'")
         secret = c.text(v.get("secret"), f"phone {pid} secret") if "secret" in v else None
-        if kind in ("pjsip", "webrtc") and not secret:
+        if kind == "webrtc" and not secret:
             c.err(p.line, f"phone {pid} is a {kind} phone and needs a 'secret'")
+        weak = weak_secret(secret, pid) if secret is not None else None
+        if weak:
+            c.err(v["secret"].line, f"phone {pid} secret {weak}; leave 'secret' out and one "
+                                    "is generated (`hotline phones` shows it)")
         if kind == "webrtc" and "answer_after" in v:
             # A softphone rings at the desk until the agent clicks 接听 (or ring_timeout).
             c.err(v["answer_after"].line, f"phone {pid} is a webrtc phone: it rings until "
@@ -580,6 +584,26 @@ def _phones(c: _Checker, node: Node) -> dict[str, Phone]:
             answer_after = c.number(v.get("answer_after"), f"phone {pid} answer_after", 1, 0, 120)
         phones[pid] = Phone(pid, kind, answer_after, never, secret)
     return phones
+
+
+# Words that mark a secret as a placeholder or a guess (a shipped example must never work).
+_GUESSABLE = ("change", "secret", "password", "passwd", "hotline", "12345", "63160000",
+              "asterisk", "default", "admin", "qwerty")
+
+
+def weak_secret(secret: str, phone_id: str) -> str | None:
+    """Why a phone's SIP secret would be guessed, or None when it is strong enough.
+
+    SIP digest is tried by scanners by the thousand a minute on any open port: a phone's
+    secret must be long and random, never a placeholder."""
+    lowered = secret.lower()
+    if len(secret) < 16:
+        return "is too short (at least 16 characters)"
+    if phone_id in secret or any(word in lowered for word in _GUESSABLE):
+        return "is a placeholder or easy to guess"
+    if len(set(secret)) < 8:
+        return "repeats too few characters"
+    return None
 
 
 def _system(c: _Checker, node: Node) -> System:

@@ -7,7 +7,7 @@ same bytes, so an applied configuration can be compared and versioned.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dialplan.config import HotlineConfig
 from dialplan.trunks import DTMF_MODES, Trunk
@@ -71,12 +71,23 @@ class AsteriskDirs:
 
 @dataclass(frozen=True)
 class Secrets:
-    """Credentials Asterisk gives the call-control service (generated once per install)."""
+    """Credentials generated once per install: those Asterisk gives the call-control
+    service, and the SIP secrets of phones whose YAML gives none (phone id -> secret)."""
 
     ari_user: str
     ari_password: str
     ami_user: str
     ami_secret: str
+    phones: Mapping[str, str] = field(default_factory=dict)
+
+    def phone_secret(self, cfg_secret: str | None, phone_id: str) -> str:
+        """The secret a phone registers with: the YAML's, else the generated one."""
+        secret = cfg_secret or self.phones.get(phone_id)
+        if not secret:
+            # Never render an endpoint without a secret: it would register for anyone.
+            raise ValueError(f"phone {phone_id} has no secret: none in the YAML and none "
+                             "generated (hotline/runtime.py makes one at start)")
+        return secret
 
 
 def render(cfg: HotlineConfig, dirs: AsteriskDirs, secrets: Secrets, *,
@@ -93,7 +104,7 @@ def render(cfg: HotlineConfig, dirs: AsteriskDirs, secrets: Secrets, *,
         "http.conf": _http_conf(cfg),
         "ari.conf": _ari_conf(secrets),
         "manager.conf": _manager_conf(cfg, secrets),
-        "pjsip.conf": _pjsip_conf(cfg),
+        "pjsip.conf": _pjsip_conf(cfg, secrets),
         "extensions.conf": render_extensions(cfg, f"{dirs.base}/spool/{FALLBACK_SPOOL}"),
         "musiconhold.conf": _moh_conf(cfg, dirs),
         "rtp.conf": _rtp_conf(cfg),
@@ -211,7 +222,7 @@ RTP_TIMEOUT_HOLD = 300
 SESSION_EXPIRES = 1800
 
 
-def _pjsip_conf(cfg: HotlineConfig) -> str:
+def _pjsip_conf(cfg: HotlineConfig, secrets: Secrets) -> str:
     s = cfg.system
     out = [
         "[global]",
@@ -229,7 +240,7 @@ def _pjsip_conf(cfg: HotlineConfig) -> str:
     ]
     for phone in sorted(cfg.phones.values(), key=lambda p: p.id):
         if phone.type == "pjsip":
-            out += _pjsip_phone(cfg, phone.id, phone.secret or "")
+            out += _pjsip_phone(cfg, phone.id, secrets.phone_secret(phone.secret, phone.id))
     for trunk in cfg.trunks:
         out += _pjsip_trunk(cfg, trunk)
     out += _webrtc_phones(cfg)

@@ -650,7 +650,7 @@ async def _apply(rt: Runtime, conn: asyncpg.Connection, cand: _Candidate,
         inst = AsteriskInstance(locate(), rt.var)
     except AsteriskError as e:
         raise ApplyError(str(e)) from None
-    secrets = rt.secrets()
+    secrets = rt.secrets(cfg)
     new_files = render.render(cfg, inst.dirs, secrets)
     etc = inst.host(inst.dirs.etc)
     try:

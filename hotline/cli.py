@@ -17,6 +17,7 @@
   hotline keys status [--json]     key ids, the primary, rows and files per key (no keys)
   hotline keys rotate [--index]    new data key (or index key), re-encrypt while running
   hotline keys migrate             move a version-1 key file to envelope keys (version 2)
+  hotline phones [ID]              agents' phones; with an id, what to set on that phone
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     _calendar_parser(sub)
     _units_parser(sub)
     _keys_parser(sub)
+    ph = sub.add_parser("phones", help="agents' phones; with an id, what to set on that phone")
+    ph.add_argument("phone", nargs="?", help="a phone id: print its SIP account and secret")
     return p
 
 
@@ -97,9 +100,44 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_units(rt, args))
         if args.command == "keys":
             return _keys(rt, args)
+        if args.command == "phones":
+            return _phones(rt, args.phone)
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+# -- hotline phones ----------------------------------------------------------------------------
+
+
+def _phones(rt: Runtime, phone_id: str | None) -> int:
+    """List the phones, or print one SIP phone's account (its secret included: run it
+    on the hotline's own machine, as the admin who provisions the phone)."""
+    try:
+        cfg = config.load(rt.config_path)
+    except config.ConfigError as e:
+        print(e, file=sys.stderr)
+        return 1
+    secrets = rt.secrets(cfg)
+    users = {a.phone: a.login for a in cfg.agents if a.phone}
+    s = cfg.system
+    if phone_id is None:
+        for p in sorted(cfg.phones.values(), key=lambda p: p.id):
+            where = "YAML" if p.secret else ("generated" if p.type != "virtual" else "-")
+            print(f"{p.id:>6}  {p.type:8} {users.get(p.id, '(no agent)'):12} secret: {where}")
+        print(f"\nSIP phones register at {s.sip_bind}:{s.sip_port} (UDP) from "
+              f"{', '.join(render.phone_networks(cfg))}; `hotline phones ID` for one phone.")
+        return 0
+    phone = cfg.phones.get(phone_id)
+    if phone is None or phone.type == "virtual":
+        print(f"no SIP phone {phone_id!r} in {rt.config_path}", file=sys.stderr)
+        return 1
+    print(f"phone {phone.id} ({phone.type}, agent {users.get(phone.id, '-')})")
+    print(f"  SIP server:  {s.sip_bind}:{s.sip_port} (UDP)")
+    print(f"  user name:   {phone.id}")
+    print(f"  password:    {secrets.phone_secret(phone.secret, phone.id)}")
+    print("  codecs:      G.711 A-law (PCMA), then u-law; DTMF RFC 4733")
+    return 0
 
 
 # -- hotline config ----------------------------------------------------------------------------
@@ -151,7 +189,7 @@ def _config(rt: Runtime, args: argparse.Namespace) -> int:
     from hotline.asterisk import AsteriskInstance, locate
 
     dirs = AsteriskInstance(locate(), rt.var).dirs
-    files = render.render(cfg, dirs, rt.secrets())
+    files = render.render(cfg, dirs, rt.secrets(cfg))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from db.crypto import create_key_file
+from dialplan.config import HotlineConfig
 from dialplan.render import Secrets
+
+# Phone types that register with a SIP secret.
+SIP_PHONE_TYPES = ("pjsip", "webrtc")
 
 DEFAULT_PG_PORT = 55432
 
@@ -80,11 +84,13 @@ class Runtime:
             return False
         return create_key_file(self.key_file)
 
-    def _secret_data(self) -> dict[str, str]:
+    def _secret_data(self, more: list[str] | None = None) -> dict[str, str]:
         path = self.secrets_file
         data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-        wanted = {"ari_user": "hotline", "ari_password": None, "ami_user": "hotline",
-                  "ami_secret": None, "pg_password": None}
+        wanted: dict[str, str | None] = {
+            "ari_user": "hotline", "ari_password": None, "ami_user": "hotline",
+            "ami_secret": None, "pg_password": None}
+        wanted.update(dict.fromkeys(more or []))
         missing = {k: v or secrets.token_urlsafe(18) for k, v in wanted.items() if k not in data}
         if missing:
             data.update(missing)
@@ -96,11 +102,17 @@ class Runtime:
             os.replace(tmp, path)
         return data
 
-    def secrets(self) -> Secrets:
-        """The Asterisk ARI/AMI credentials, generated on first use (file mode 0600)."""
-        data = self._secret_data()
+    def secrets(self, cfg: HotlineConfig | None = None) -> Secrets:
+        """The Asterisk ARI/AMI credentials, generated on first use (file mode 0600); with
+        cfg, also the SIP secrets of its phones that have none in the YAML (generated the
+        first time a phone is seen, then kept, so a provisioned phone keeps working)."""
+        wanted = [] if cfg is None else sorted(
+            f"phone:{p.id}" for p in cfg.phones.values()
+            if p.type in SIP_PHONE_TYPES and not p.secret)
+        data = self._secret_data(wanted)
+        phones = {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith("phone:")}
         return Secrets(data["ari_user"], data["ari_password"], data["ami_user"],
-                       data["ami_secret"])
+                       data["ami_secret"], phones=phones)
 
     def service_env(self) -> dict[str, str]:
         """The environment the ivr and desk processes are started with."""

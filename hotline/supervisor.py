@@ -43,7 +43,7 @@ def prepare_asterisk(rt: Runtime, cfg: config.HotlineConfig) -> AsteriskInstance
     # The YAML's prompts, and the number words announcements are made of.
     wavs = prompts.build({**speech.WORDS, **cfg.prompts}, rt.prompts_dir)
     inst.prepare(wavs)
-    inst.write_config(render.render(cfg, inst.dirs, rt.secrets()))
+    inst.write_config(render.render(cfg, inst.dirs, rt.secrets(cfg)))
     return inst
 
 

@@ -99,7 +99,7 @@ def test_bench_render_extras_leave_the_production_files_alone() -> None:
     shipped = Path(__file__).resolve().parents[2] / "config" / "hotline.yaml"
     cfg = config.load(shipped)
     dirs = AsteriskDirs(base="/srv/x", modules="/usr/lib/asterisk/modules")
-    secrets = Secrets("ari", "ari-pass", "ami", "ami-secret")
+    secrets = Secrets("ari", "ari-pass", "ami", "ami-secret", phones={"8101": "generated-x1"})
     plain = render.render(cfg, dirs, secrets)
     assert render.render(cfg, dirs, secrets, extra=None) == plain
     agents = stack.bench_agents(3)

@@ -133,7 +133,7 @@ def test_shipped_config_phones_agents_and_system() -> None:
     cfg = config.load(SHIPPED)
     assert {a.phone for a in cfg.agents if a.role == "agent"} <= set(cfg.phones)
     pjsip = [p for p in cfg.phones.values() if p.type == "pjsip"]
-    assert pjsip and all(p.secret for p in pjsip)
+    assert pjsip and not any(p.secret for p in pjsip)  # generated, never shipped
     assert cfg.system.bind == "127.0.0.1"
 
 
@@ -276,18 +276,72 @@ def test_agent_with_unknown_phone() -> None:
     assert "agent agent1" in msg and "not under 'phones'" in msg
 
 
-def test_pjsip_phone_without_secret() -> None:
-    """A SIP phone without a password is refused (it would register for anyone)."""
-    text = yaml_doc(extra='phones:\n  - id: "8101"\n    type: pjsip\n')
-    assert_reported(text, NEXT + 1, "phone 8101 is a pjsip phone and needs a 'secret'")
+def test_pjsip_phone_without_secret_gets_a_generated_one() -> None:
+    """A SIP phone with no secret in the YAML loads: its secret is generated and kept
+    outside the YAML (hotline/runtime.py), so no shipped password ever works."""
+    cfg = config.loads(yaml_doc(extra='phones:\n  - id: "8101"\n    type: pjsip\n'), FILE)
+    assert cfg.phones["8101"].secret is None
 
 
-def test_pjsip_phone_with_secret_is_valid() -> None:
-    """The same phone with a secret loads."""
+STRONG = "Vq7-pX2m_Lr9tKc4"
+
+
+def test_pjsip_phone_with_a_strong_secret_is_valid() -> None:
     cfg = config.loads(
-        yaml_doc(extra='phones:\n  - id: "8101"\n    type: pjsip\n    secret: s3cret\n'), FILE
-    )
-    assert cfg.phones["8101"].secret == "s3cret"
+        yaml_doc(extra=f'phones:\n  - id: "8101"\n    type: pjsip\n    secret: {STRONG}\n'),
+        FILE)
+    assert cfg.phones["8101"].secret == STRONG
+
+
+@pytest.mark.parametrize("secret, why", [
+    ("s3cret", "too short"),
+    ("change-me-8101-please", "placeholder"),
+    ("8101-abcdefghijklmnop", "placeholder"),
+    ("HOTLINE-Vq7pX2mLr9t", "placeholder"),
+    ("abababababababababab", "too few characters"),
+])
+def test_a_shipped_or_weak_phone_secret_is_refused(secret: str, why: str) -> None:
+    text = yaml_doc(extra=f'phones:\n  - id: "8101"\n    type: pjsip\n    secret: {secret}\n')
+    msg = assert_reported(text, NEXT + 3, "phone 8101 secret", why)
+    assert "leave 'secret' out" in msg
+
+
+def test_webrtc_phone_with_secret_is_valid() -> None:
+    """A browser softphone at the desk: type webrtc, with a secret like a SIP phone."""
+    cfg = config.loads(yaml_doc(extra="""\
+        phones:
+          - id: "8201"
+            type: webrtc
+            secret: w3b-Vq7pX2mLr9tKc4
+        agents:
+          - login: agent_web
+            name: Web Agent
+            phone: "8201"
+        """), FILE)
+    phone = cfg.phones["8201"]
+    assert (phone.type, phone.secret) == ("webrtc", "w3b-Vq7pX2mLr9tKc4")
+    assert cfg.agents[0].phone == "8201"
+
+
+def test_webrtc_phone_without_secret() -> None:
+    """A softphone without a password is refused, on the phone's line."""
+    text = yaml_doc(extra='phones:\n  - id: "8201"\n    type: webrtc\n')
+    assert_reported(text, NEXT + 1, "phone 8201 is a webrtc phone and needs a 'secret'")
+
+
+def test_webrtc_phone_does_not_answer_by_itself() -> None:
+    """answer_after belongs to virtual phones: a softphone rings until the agent answers."""
+    text = yaml_doc(extra='phones:\n  - id: "8201"\n    type: webrtc\n    secret: s\n'
+                          '    answer_after: 1\n')
+    msg = assert_reported(text, NEXT + 4, "phone 8201", "answer_after")
+    assert "webrtc" in msg
+
+
+def test_unknown_phone_type_names_the_three_types() -> None:
+    """A phone type that is not one of virtual, pjsip, webrtc is reported with the list."""
+    text = yaml_doc(extra='phones:\n  - id: "8201"\n    type: webrtcc\n    secret: s\n')
+    msg = assert_reported(text, NEXT + 2, "phone 8201 type")
+    assert "'virtual', 'pjsip' or 'webrtc'" in msg and "'webrtcc'" in msg
 
 
 def test_ports_must_differ() -> None:

@@ -14,9 +14,10 @@ from dialplan.render import AsteriskDirs, Secrets
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "hotline.yaml"
 DIRS = AsteriskDirs(base="/srv/hotline/asterisk", modules="/usr/lib/asterisk/modules")
+PJSIP_SECRET = "generated-Vq7pX2mLr9"  # the shipped pjsip phone's (generated) secret
 SECRETS = Secrets(ari_user="ari-user-x", ari_password="ari-pass-1111",
-                  ami_user="ami-user-y", ami_secret="ami-secret-2222")
-PJSIP_SECRET = "change-me-8101"  # the shipped pjsip phone's secret
+                  ami_user="ami-user-y", ami_secret="ami-secret-2222",
+                  phones={"8101": PJSIP_SECRET})
 
 
 @pytest.fixture(scope="module")

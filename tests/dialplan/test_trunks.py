@@ -129,7 +129,7 @@ def test_each_trunk_maps_the_carriers_forms_to_the_hotline_numbers() -> None:
 
 def test_phones_are_limited_to_the_duty_rooms_network() -> None:
     cfg = load(TRUNKS + "phones:\n  - id: '8101'\n    type: pjsip\n"
-                        "    secret: Xk3-long-enough-secret\n")
+                        "    secret: Xk3-long-enough-Vq7pX\n")
     phone = section(render.render(cfg, DIRS, SECRETS)["pjsip.conf"], "8101")
     assert "deny = 0.0.0.0/0.0.0.0" in phone and "permit = 10.20.0.0/24" in phone
     assert "contact_permit = 10.20.0.0/24" in phone

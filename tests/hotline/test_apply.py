@@ -26,7 +26,7 @@ from tests.conftest import closed_port
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "hotline.yaml"
 DIRS = AsteriskDirs(base="/srv/hotline/x", modules="/usr/lib/asterisk/modules")
-SECRETS = Secrets("ari-u", "ari-p", "ami-u", "ami-s")
+SECRETS = Secrets("ari-u", "ari-p", "ami-u", "ami-s", phones={"8101": "generated-Vq7pX2mLr9"})
 
 
 def _data() -> dict[str, Any]:
@@ -84,7 +84,7 @@ def test_prompt_texts_and_queue_timing_touch_no_asterisk_file() -> None:
 def test_music_on_hold_and_sip_phones_reload_their_modules_before_the_dialplan() -> None:
     after = _with_new_number(_data())
     after["queues"]["duty"]["music_on_hold"] = "calm"
-    after["phones"].append({"id": "8102", "type": "pjsip", "secret": "s-8102"})
+    after["phones"].append({"id": "8102", "type": "pjsip", "secret": "Vq7pX2mLr9tKc4-zz"})
     plan = _plan(_data(), after)
     assert plan.changed == ("extensions.conf", "musiconhold.conf", "pjsip.conf")
     assert plan.reloads == ("res_pjsip.so", "res_musiconhold.so", "pbx_config.so")
