@@ -44,6 +44,11 @@ PORTS = {"ari_port": 18088 + _SLOT * 100, "ami_port": 15038 + _SLOT * 100,
          "sip_port": 15060 + _SLOT * 100, "desk_port": 18080 + _SLOT * 100,
          "agi_port": 14573 + _SLOT * 100}
 PG_PORT = 55433 + _SLOT
+# The demo carrier (the shipped trunk `demo`): SIPp citizens call from 127.0.0.2, and the
+# hotline's calls out reach a SIPp far end there, on a port of this slot.
+CARRIER_IP = "127.0.0.2"
+CARRIER_PORT = 15070 + _SLOT * 100
+SIP_TARGET = f"127.0.0.1:{PORTS['sip_port']}"
 # Call control reaches ARI through a link the tests can cut (tests/link.py).
 ARI_LINK_PORT = PORTS["ari_port"] + 1
 
@@ -52,6 +57,8 @@ def _test_config() -> Path:
     """The shipped YAML, on test ports, with short ring time and a phone nobody answers."""
     data = yaml.safe_load((ROOT / "config" / "hotline.yaml").read_text(encoding="utf-8"))
     data["system"].update(PORTS)
+    data["trunks"][0]["host"] = f"{CARRIER_IP}:{CARRIER_PORT}"
+    data["dial_out"]["ring_seconds"] = 15
     data["queues"]["duty"]["ring_timeout"] = 6
     data["queues"]["duty"]["wrap_up"] = 3
     data["phones"].append({"id": "8004", "type": "virtual", "answer_after": 1})
@@ -81,6 +88,10 @@ def _test_config() -> Path:
                                      "options": {"1": "progress"}}})
     data["phones"].append({"id": "8009", "type": "virtual", "answer_after": "never"})
     data["agents"].append({"login": "agent3", "name": "王芳", "phone": "8009",
+                           "initial_password": "hotline"})
+    # A softphone at the desk: agent_web's browser (tests/agent_desk/test_softphone_browser.py).
+    data["phones"].append({"id": "8201", "type": "webrtc", "secret": "Wb7qLx2Vn9Rt4Kp6Hd"})
+    data["agents"].append({"login": "agent_web", "name": "李娜", "phone": "8201",
                            "initial_password": "hotline"})
     VAR.mkdir(parents=True, exist_ok=True)
     # The linkage units (with their handlers) and the knowledge base are read from beside

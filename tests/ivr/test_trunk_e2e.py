@@ -1,0 +1,171 @@
+"""The hotline on the telephone network: citizens' calls arrive from the carrier's SIP trunk
+(SIPp on 127.0.0.2, the shipped demo trunk, real RTP and RFC 4733 digits), anyone else is
+refused, and calls back leave through the trunk to the carrier's far end (SIPp again)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from db import cases as case_store
+from tests.conftest import CARRIER_IP, CARRIER_PORT, SIP_TARGET, VAR, Stack, wait_until
+from tests.sip import FarEnd, citizen_call, far_end
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
+
+
+@pytest.fixture
+async def carrier(tmp_path: Path) -> AsyncIterator[FarEnd]:
+    """The carrier's far end for calls out: answers after a ring, reports what it saw."""
+    far = await far_end(CARRIER_IP, CARRIER_PORT, answer_after=1.0, hold=60, log_dir=tmp_path)
+    yield far
+    await far.stop()
+
+
+async def new_calls(db: asyncpg.Connection, since: float) -> list[asyncpg.Record]:
+    return list(await db.fetch(
+        "SELECT * FROM calls WHERE arrived_at >= to_timestamp($1) ORDER BY arrived_at", since))
+
+
+async def test_carrier_calls_to_both_numbers_wait_in_the_one_queue(
+    stack: Stack, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """12345, and 63160000 with the menu key 2, in the forms carriers send them: both wait
+    in the queue with the number dialled, the trunk, and the caller's number from PAI."""
+    since = time.time() - 1
+    a = await citizen_call(SIP_TARGET, "037712345", caller="01088886666", pai="13800138000",
+                           hold=40, log_dir=tmp_path / "a")
+    b = await citizen_call(SIP_TARGET, "+8637763160000", caller="13900139000", digits="2",
+                           digits_after=2.0, hold=40, log_dir=tmp_path / "b")
+    try:
+        await wait_until(db, "SELECT count(*) = 2 FROM calls WHERE state = 'waiting' "
+                             "AND arrived_at >= to_timestamp($1)", since, timeout=40)
+        waiting = {w["dialled_number"]: w for w in stack.status()["queue"]["waiting"]}
+        assert set(waiting) == {"12345", "63160000"}
+        assert {w["trunk"] for w in waiting.values()} == {"demo"}
+        rows = {r["dialled_number"]: r for r in await new_calls(db, since)}
+        assert rows["63160000"]["service"] == "news_tip"  # the key went through as RFC 4733
+        assert rows["12345"]["service"] == "hotline"
+        keys = stack.keyring()
+        case = await case_store.get(db, keys, rows["12345"]["case_id"])
+        assert case is not None and case["caller_number"] == "13800138000"  # PAI, not From
+        # Media flows both ways on the carrier's leg: Asterisk's own RTP statistics.
+        async with stack.ari() as ari:
+            stats = await ari.request(
+                "GET", f"/channels/{rows['12345']['channel_id']}/rtp_statistics")
+        assert stats["rxcount"] > 50 and stats["txcount"] > 50, stats
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_an_invite_from_any_other_address_is_refused_before_the_dialplan(
+    stack: Stack, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    since = time.time() - 1
+    calls = await citizen_call(SIP_TARGET, "12345", local_ip="127.0.0.3", refused=True,
+                               log_dir=tmp_path)
+    result = await calls.wait(timeout=40)
+    assert result.final_codes and set(result.final_codes) <= {401, 403}, result.describe()
+    assert await new_calls(db, since) == []
+    log = (VAR / "asterisk.log").read_text(errors="replace")
+    assert re.search(r"Request 'INVITE' from .* failed for '127\.0\.0\.3:\d+'.*"
+                     r"No matching endpoint found", log)
+
+
+async def test_a_caller_id_that_is_not_a_number_counts_as_withheld(
+    stack: Stack, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Letters and dial-string characters in the caller ID are no number: the caller is
+    asked for one, and nothing of the header is kept on the case."""
+    since = time.time() - 1
+    greeting = stack.prompt_seconds("welcome_12345")
+    calls = await citizen_call(SIP_TARGET, "12345", caller="138&0013/8000", hold=30,
+                               digits="13700137000#", digits_after=greeting + 2.5,
+                               log_dir=tmp_path)
+    try:
+        await wait_until(db, "SELECT count(*) = 1 FROM calls WHERE state = 'waiting' "
+                             "AND arrived_at >= to_timestamp($1)", since, timeout=40)
+        [row] = await new_calls(db, since)
+        case = await case_store.get(db, stack.keyring(), row["case_id"])
+        assert case is not None
+        assert case["caller_number"] is None
+        assert case["callback_number"] == "13700137000"
+    finally:
+        await calls.stop()
+
+
+async def _withheld_caller_asks_for_a_callback(stack: Stack, db: asyncpg.Connection,
+                                               number: str, tmp_path: Path) -> Any:
+    """A caller with Privacy: id keys a callback number, waits, presses 1 (callback key),
+    confirms with 1 and hangs up; returns the call's row once it keeps its place."""
+    since = time.time() - 1
+    greeting = stack.prompt_seconds("welcome_12345")
+    keys = f"{number}#,,,1,,,,1"  # "," is a one-second pause
+    calls = await citizen_call(SIP_TARGET, "12345", caller="13800138000",
+                               pai="13800138000", privacy=True, digits=keys,
+                               digits_after=greeting + 2.5, hold=greeting + 60,
+                               log_dir=tmp_path)
+    await wait_until(db, "SELECT count(*) = 1 FROM calls WHERE callback_at IS NOT NULL "
+                         "AND arrived_at >= to_timestamp($1)", since, timeout=60)
+    result = await calls.wait(timeout=30)  # the hotline hung up after "callback_ok"
+    assert [c.ended_by for c in result.calls] == ["remote"], result.describe()
+    [row] = await new_calls(db, since)
+    case = await case_store.get(db, stack.keyring(), row["case_id"])
+    assert case is not None and case["caller_number"] is None  # Privacy: id respected
+    return row
+
+
+async def test_a_withheld_callers_callback_leaves_through_the_trunk_with_the_hotline_number(
+    stack: Stack, db: asyncpg.Connection, desk: Any, carrier: FarEnd, tmp_path: Path
+) -> None:
+    row = await _withheld_caller_asks_for_a_callback(stack, db, "13612345678", tmp_path)
+    agent = await desk("agent1")
+    await agent.set_state("ready")
+    [seen] = await carrier.wait_for_calls(1, timeout=40, outcome="answered")
+    assert seen.dialled == "13612345678"
+    assert seen.caller_id == "12345" and seen.pai == "12345"  # the citizen sees 12345
+    await wait_until(db, "SELECT state = 'connected' FROM calls WHERE id = $1", row["id"])
+    call = await db.fetchrow("SELECT * FROM calls WHERE id = $1", row["id"])
+    async with stack.ari() as ari:
+        bridge = {b["id"]: b for b in await ari.bridges()}[call["bridge_id"]]
+        callee = await ari.request("GET", f"/channels/{call['callback_channel_id']}")
+    assert sorted(bridge["channels"]) == sorted([call["agent_channel_id"],
+                                                 call["callback_channel_id"]])
+    assert callee["name"].startswith("PJSIP/trunk-demo-")
+    attempt = await db.fetchrow("SELECT * FROM dial_attempts WHERE call_id = $1", row["id"])
+    assert attempt["outcome"] == "dialled" and attempt["purpose"] == "queue_callback"
+    # The attempt is kept under the number's blind index, never the number.
+    assert await db.fetchval("SELECT count(*) FROM dial_attempts d "
+                             "WHERE row_to_json(d)::text LIKE '%13612345678%'") == 0
+
+
+async def test_a_callback_to_an_international_number_is_refused_with_a_reason(
+    stack: Stack, db: asyncpg.Connection, desk: Any, carrier: FarEnd, tmp_path: Path
+) -> None:
+    row = await _withheld_caller_asks_for_a_callback(stack, db, "0044207946000", tmp_path)
+    agent = await desk("agent1")
+    await agent.set_state("ready")
+    await wait_until(db, "SELECT end_reason = 'callback_refused' FROM calls WHERE id = $1",
+                     row["id"], timeout=40)
+    item = await db.fetchrow("SELECT * FROM worklist WHERE call_id = $1", row["id"])
+    assert item["kind"] == "callback" and item["reason"] == "callback_refused"
+    status, body = await agent.request("GET", "/api/worklist")
+    assert status == 200
+    [shown] = [i for i in body["items"] if i["call_id"] == str(row["id"])]
+    assert "外呼检查" in shown["reason_text"]
+    attempt = await db.fetchrow("SELECT * FROM dial_attempts WHERE call_id = $1", row["id"])
+    assert attempt["outcome"] == "refused" and attempt["reason"] == "international"
+    # Nothing reached the carrier, and the agent is free for the next caller.
+    await asyncio.sleep(1)
+    # (A BYE the last test's call retransmits may reach this far end: only INVITEs count.)
+    assert [c for c in carrier.calls() if c.ruri] == []
+    await wait_until(db, "SELECT state IN ('ready', 'wrap_up') FROM agents "
+                         "WHERE login = 'agent1'")
