@@ -31,6 +31,7 @@ from dialplan import render
 from hotline.postgres import local_dsn
 from ivr.ari import Ari
 from tests.link import CuttableLink
+from tests.sip import FarEnd, far_end
 
 # The workflow tests' own PostgreSQL (fixtures pg_dsn, conn).
 pytest_plugins = ["tests.workflow_db"]
@@ -192,6 +193,16 @@ def stack() -> Iterator[Stack]:
     except subprocess.TimeoutExpired:
         proc.kill()
     link.close()
+
+
+@pytest.fixture
+async def carrier(tmp_path: Path) -> AsyncIterator[FarEnd]:
+    """The demo carrier's far end for calls out (SIPp): it rings, answers after a second,
+    and reports what it saw (number dialled, caller ID, P-Asserted-Identity)."""
+    far = await far_end(CARRIER_IP, CARRIER_PORT, answer_after=1.0, hold=60,
+                        log_dir=tmp_path / "carrier")
+    yield far
+    await far.stop()
 
 
 @pytest.fixture

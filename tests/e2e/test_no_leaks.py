@@ -68,7 +68,7 @@ async def _fill_case(agent: DeskClient, case_id: int, who: str, seen: list[str],
 
 
 async def test_a_scripted_day_leaves_no_caller_number_or_name_in_plain_text(
-    stack: Stack, db: asyncpg.Connection, desk
+    stack: Stack, db: asyncpg.Connection, desk, carrier: Any
 ) -> None:
     n = {k: _number() for k in ("answered", "keyed", "callback", "abandoned", "voice")}
     seen_urls: list[str] = []

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,10 @@ import asyncpg
 import pytest
 
 from db import cases as case_store
-from tests.conftest import CARRIER_IP, CARRIER_PORT, SIP_TARGET, VAR, Stack, wait_until
-from tests.sip import FarEnd, citizen_call, far_end
+from tests.conftest import SIP_TARGET, VAR, Stack, wait_until
+from tests.sip import FarEnd, citizen_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
-
-
-@pytest.fixture
-async def carrier(tmp_path: Path) -> AsyncIterator[FarEnd]:
-    """The carrier's far end for calls out: answers after a ring, reports what it saw."""
-    far = await far_end(CARRIER_IP, CARRIER_PORT, answer_after=1.0, hold=60, log_dir=tmp_path)
-    yield far
-    await far.stop()
 
 
 async def new_calls(db: asyncpg.Connection, since: float) -> list[asyncpg.Record]:

@@ -14,6 +14,7 @@ import pytest
 
 from db import recordings
 from tests.conftest import Stack, wait_until
+from tests.sip import FarEnd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
 
@@ -99,7 +100,7 @@ async def test_a_caller_waiting_too_long_leaves_a_voice_message_that_joins_the_c
 
 
 async def test_callback_keeps_the_callers_place_and_calls_back_after_the_agent(
-    stack: Stack, db: asyncpg.Connection, desk
+    stack: Stack, db: asyncpg.Connection, desk, carrier: FarEnd
 ) -> None:
     before = {r["id"] for r in await db.fetch("SELECT id FROM calls")}
     # Caller A presses 1 while waiting, then 1 again to confirm, and hangs up.
@@ -130,6 +131,9 @@ async def test_callback_keeps_the_callers_place_and_calls_back_after_the_agent(
         bridge = {b["id"]: b for b in await ari.bridges()}[row["bridge_id"]]
     assert sorted(bridge["channels"]) == sorted([row["agent_channel_id"],
                                                  row["callback_channel_id"]])
+    # The call back went out through the demo trunk, showing the number A had dialled.
+    [seen] = await carrier.wait_for_calls(1, outcome="answered")
+    assert (seen.dialled, seen.caller_id) == ("13600000011", "96006")
     events = [r["event"] for r in await db.fetch(
         "SELECT event FROM queue_log WHERE call_id = $1 ORDER BY id", a["id"])]
     assert events[:2] == ["ENTERQUEUE", "CALLBACKREQ"] and "CONNECT" in events
