@@ -30,6 +30,8 @@ CONFIG = "config"  # a configuration version was applied: version (re-read the Y
 CASE = "case"  # a case moved on: case_id, action, unit_ids (the units concerned)
 ALERT = "alert"  # a major emergency was reported to the emergency office: report_id, title
 KEYS = "keys"  # the keys changed (new primary data key or index key): reload the keyring
+DIAL = "dial"  # an agent asked for a call out from the desk: outbound_id (call control dials)
+OUTBOUND = "outbound"  # a call out moved on: outbound_id, state, agent_id, case_id[, outcome]
 
 
 async def notify(conn: asyncpg.Connection, kind: str, **data: Any) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from dialplan import yamlsrc
 from dialplan.checks import ConfigChecker
+from dialplan.numbering import GuardRules
 from dialplan.trunks import (
     DialOut,
     Trunk,
@@ -197,6 +198,13 @@ class HotlineConfig:
     area_code: str = "0377"  # the hotline's own area (Nanyang)
     trunks: tuple[Trunk, ...] = ()
     dial_out: DialOut = field(default_factory=DialOut)
+
+    def guard_rules(self) -> GuardRules:
+        """The dial guard's rules: the area code, allowed short codes and caps."""
+        d = self.dial_out
+        return GuardRules(area_code=self.area_code, allowed_short_codes=d.allowed_short_codes,
+                          max_per_number_per_hour=d.max_per_number_per_hour,
+                          max_per_hour=d.max_per_hour)
 
     def trunk(self, trunk_id: str) -> Trunk | None:
         """The configured trunk of this id, if any."""
@@ -424,7 +432,7 @@ def _validate(tree: Node, c: _Checker) -> HotlineConfig | None:
         for rid, node, line in _items(t["pause_reasons"]):
             if not SERVICE_ID.match(rid):
                 c.err(line, f"pause reason id '{rid}' must be lower-case letters, digits or _")
-            if rid in ("no_answer", "login", "supervisor"):
+            if rid in ("no_answer", "login", "supervisor", "outbound"):
                 c.err(line, f"pause reason '{rid}' is kept for the system; choose another id")
             pause_reasons[rid] = c.text(node, f"pause reason '{rid}'")
         if not pause_reasons:

@@ -21,7 +21,6 @@ from db import dialguard
 from db.crypto import Keyring
 from dialplan import numbering
 from dialplan.config import HotlineConfig
-from dialplan.numbering import GuardRules
 from ivr.ari import Event
 
 log = logging.getLogger(__name__)
@@ -57,20 +56,12 @@ class Plan:
         return self.decision.allowed and bool(self.routes)
 
 
-def guard_rules(cfg: HotlineConfig) -> GuardRules:
-    """The dial guard's rules from the YAML (area code, short codes, caps)."""
-    d = cfg.dial_out
-    return GuardRules(area_code=cfg.area_code, allowed_short_codes=d.allowed_short_codes,
-                      max_per_number_per_hour=d.max_per_number_per_hour,
-                      max_per_hour=d.max_per_hour)
-
-
 def routes(cfg: HotlineConfig, number: str) -> tuple[Route, ...]:
     """The dial strings of a number that passed the guard, one per trunk in order.
 
     Each trunk gets the number written as it wants (a local landline with or without the
     area code); a number the plan refuses gives no route at all."""
-    rules = guard_rules(cfg)
+    rules = cfg.guard_rules()
     parsed = numbering.parse(number, rules)
     if not parsed.allowed:
         return ()
@@ -93,7 +84,7 @@ async def prepare(conn: asyncpg.Connection, cfg: HotlineConfig, keyring: Keyring
 
     hotline_number: the number the citizen dialled, shown to them as the caller ID;
     dial_out.caller_id when the call has none."""
-    decision = await dialguard.check(conn, keyring, number, guard_rules(cfg), purpose=purpose,
+    decision = await dialguard.check(conn, keyring, number, cfg.guard_rules(), purpose=purpose,
                                      now=now, call_id=call_id, case_id=case_id,
                                      agent_id=agent_id)
     found = routes(cfg, number) if decision.allowed else ()
@@ -113,11 +104,16 @@ def fails_over(event: Event) -> bool:
     return state not in ("Ringing", "Up") and isinstance(cause, int) and cause in TRUNK_FAULTS
 
 
-def end_reason(event: Event | None) -> str:
-    """Why a call back to a citizen ended without them answering, for the worklist."""
+def unanswered(event: Event | None) -> str:
+    """Why a citizen's leg ended before they answered: busy, trunk_failed or no_answer."""
     cause = event.get("cause") if event else None
     if cause == 17:
-        return "callback_busy"
+        return "busy"
     if isinstance(cause, int) and cause in TRUNK_FAULTS:
-        return "callback_trunk_failed"
-    return "callback_no_answer"
+        return "trunk_failed"
+    return "no_answer"
+
+
+def end_reason(event: Event | None) -> str:
+    """Why the queue's call back to a citizen ended unanswered, for the worklist."""
+    return f"callback_{unanswered(event)}"

@@ -29,6 +29,7 @@ from dialplan.render import ARI_APP
 from ivr.ari import Ari, AriError, Event
 from ivr.calls import Announcement, Arrival, CallerFlow, caller_number
 from ivr.channels import Inboxes
+from ivr.outbound import Outbound
 from ivr.queue import LiveCall, QueueService, call_bridge_id
 from ivr.supervision import Supervision
 from ivr.voicemail import VoiceMessages
@@ -51,6 +52,7 @@ class CallControl:
         self.voicemail = voicemail
         self.queue = QueueService(cfg, ari, pool, self.inboxes, voicemail, keyring)
         self.supervision = Supervision(ari, pool, self.queue)
+        self.outbound = Outbound(pool, self.queue)
         self.flow = CallerFlow(cfg, pool, keyring, self.queue.enqueue, self._ended_in_ivr)
         self.flow.voicemail = voicemail
         self._tasks: set[asyncio.Task[None]] = set()
@@ -89,6 +91,10 @@ class CallControl:
             await self.queue.callee_answered(channel.id)
         elif args[:1] == ["supervisor"]:
             await self.supervision.answered(channel.id)
+        elif args[:1] == ["outbound"]:
+            await self.outbound.agent_answered(channel.id)
+        elif args[:1] == ["outbound-citizen"]:
+            await self.outbound.citizen_answered(channel.id)
         elif args[:1] == ["snoop"]:
             pass  # a snoop channel of a supervisor session: bridged by Supervision
         else:
@@ -111,6 +117,8 @@ class CallControl:
             await self.queue.callee_gone(channel_id, event)
         elif channel_id in self.supervision.sessions:
             await self.supervision.end(channel_id)
+        elif channel_id in self.outbound.legs:
+            await self.outbound.gone(channel_id, event)
 
     async def _ended_in_ivr(self, call_id: uuid.UUID, reason: str) -> None:
         async with self.pool.acquire() as conn:
@@ -134,15 +142,18 @@ class CallControl:
                 uuid.UUID(notice["call_id"]), int(notice["supervisor_id"]), notice["mode"]))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        elif notice["kind"] == events.DIAL:
+            self._spawn(self.outbound.start(int(notice["outbound_id"])))
         elif notice["kind"] == events.CALL_ENDED:
             task = asyncio.create_task(self.supervision.call_ended(uuid.UUID(notice["call_id"])))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     def notices_back(self) -> None:
-        """Notices may have been missed while disconnected: look at the queue again, and
-        re-read the keys (a rotation may have happened meanwhile)."""
+        """Notices may have been missed while disconnected: look at the queue again, place
+        calls out asked for meanwhile, and re-read the keys (a rotation may have happened)."""
         self.queue.kick()
+        self._spawn(self.outbound.settle())
         keys.refresh_soon(self.pool, self.flow.keyring)
 
     def reload_config(self) -> None:
@@ -185,10 +196,16 @@ class CallControl:
                 await self._reconcile_call(row, channels)
             except Exception:
                 log.exception("reconcile: call %s could not be reconciled", row["id"])
+        try:
+            await self.outbound.settle()
+        except Exception:
+            log.exception("reconcile: calls out could not be settled")
         async with self.pool.acquire() as conn:
             stuck = await conn.fetch(
                 """SELECT a.id FROM agents a WHERE a.state IN ('ringing', 'on_call')
                    AND NOT EXISTS (SELECT 1 FROM call_offers o WHERE o.agent_id = a.id)
+                   AND NOT EXISTS (SELECT 1 FROM outbound_calls o WHERE o.agent_id = a.id
+                                   AND o.state <> 'ended')
                    AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.agent_id = a.id
                                    AND c.state = 'connected')"""
             )

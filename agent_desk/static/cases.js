@@ -1098,7 +1098,13 @@
       note.id = 'revisit-note';
       const close = button(`多次未联系上办结（已 ${tries} 次，须 3 次）`, 'btn btn-small', (_e, b) => step(b, msg, 'POST', `${base}/close_unreached`, {}, '已办结（多次未联系上）'));
       close.disabled = tries < 3;
+      // 回拨: the agent's own phone rings first, then the citizen (number kept on the server).
+      const dial = button('回拨来电人', 'btn btn-small btn-dial', (_e, b) => step(b, msg, 'POST',
+        `/api/cases/${d.id}/dial`, { purpose: 'revisit' },
+        (data) => `正在回拨 ${data.number}：请接听您的电话`));
+      dial.id = 'revisit-dial';
       return [group, field('回访记录', note), el('div', { className: 'btn-row' }, [
+        dial,
         button('记录回访', 'btn btn-primary', (_e, b) => {
           const outcome = (group.querySelector('input:checked') || {}).value;
           step(b, msg, 'POST', `${base}/revisit`, { outcome, note: note.value.trim() },

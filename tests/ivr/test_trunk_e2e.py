@@ -160,3 +160,61 @@ async def test_a_callback_to_an_international_number_is_refused_with_a_reason(
     assert [c for c in carrier.calls() if c.ruri] == []
     await wait_until(db, "SELECT state IN ('ready', 'wrap_up') FROM agents "
                          "WHERE login = 'agent1'")
+
+
+async def test_click_to_dial_from_the_worklist_rings_the_agent_then_the_citizen(
+    stack: Stack, db: asyncpg.Connection, desk: Any, carrier: FarEnd, tmp_path: Path
+) -> None:
+    """回拨 on a missed call: the agent's phone rings first, then the citizen through the
+    trunk, who sees 12345; the number never reaches the browser; the outcome is on the
+    worklist item and the case's audit trail."""
+    since = time.time() - 1
+    hold = stack.prompt_seconds("welcome_12345") + 3
+    missed = await citizen_call(SIP_TARGET, "12345", caller="13500135001", hold=hold,
+                                log_dir=tmp_path / "missed")
+    await missed.wait(timeout=hold + 20)
+    await wait_until(db, "SELECT count(*) = 1 FROM worklist w JOIN calls c ON c.id = w.call_id"
+                         " WHERE c.arrived_at >= to_timestamp($1) AND w.status = 'open'", since)
+    [row] = await new_calls(db, since)
+    agent = await desk("agent1")
+    await agent.set_state("paused")
+    status, body = await agent.request("POST", f"/api/worklist/{row['id']}/dial")
+    assert status == 202, body
+    assert "13500135001" not in str(body) and body["number"].startswith("135")
+    await agent.expect("outbound", state="connected", timeout=40)
+    [seen] = await carrier.wait_for_calls(1, outcome="answered")
+    assert (seen.dialled, seen.caller_id) == ("13500135001", "12345")
+    out = await db.fetchrow("SELECT * FROM outbound_calls WHERE id = $1", body["outbound_id"])
+    assert out["state"] == "connected" and out["trunk"] == "demo"
+    assert await db.fetchval("SELECT state FROM agents WHERE login = 'agent1'") == "on_call"
+    async with stack.ari() as ari:
+        bridge = {b["id"]: b for b in await ari.bridges()}[f"hotline-out-{out['id']}"]
+        assert sorted(bridge["channels"]) == sorted([out["agent_channel_id"],
+                                                     out["citizen_channel_id"]])
+        await ari.channel(out["agent_channel_id"]).hangup()  # the agent hangs up
+    ended = await agent.expect("outbound", state="ended", timeout=20)
+    assert ended["outcome"] == "reached"
+    assert await db.fetchval("SELECT status FROM worklist WHERE call_id = $1",
+                             row["id"]) == "done"
+    trail = await db.fetchval("SELECT detail->>'outcome' FROM case_events WHERE case_id = $1 "
+                              "AND action = 'callback_attempt'", row["case_id"])
+    assert trail == "reached"
+    # Back to the pause the agent was in before the call out.
+    await wait_until(db, "SELECT state = 'paused' FROM agents WHERE login = 'agent1'")
+    assert "13500135001" not in str(agent.messages)
+
+
+async def test_click_to_dial_refuses_a_number_outside_the_plan_in_plain_words(
+    stack: Stack, db: asyncpg.Connection, desk: Any
+) -> None:
+    case = await case_store.create(db, stack.keyring(), call_id=None, dialled_number="12345",
+                                   service="hotline", caller_number="0044207946000")
+    agent = await desk("agent1")
+    await agent.set_state("paused")
+    status, body = await agent.request("POST", f"/api/cases/{case['id']}/dial",
+                                       json={"purpose": "case"})
+    assert status == 422 and body["code"] == "international", body
+    assert "国际" in body["error"]
+    assert await db.fetchval("SELECT count(*) FROM outbound_calls WHERE case_id = $1",
+                             case["id"]) == 0
+    assert await db.fetchval("SELECT state FROM agents WHERE login = 'agent1'") == "paused"
