@@ -26,7 +26,7 @@ import asyncpg
 import yaml
 from aiohttp import WSMsgType, web
 
-from agent_desk import admin_api, audit_api, casework_api
+from agent_desk import admin_api, audit_api, casework_api, dialout_api, softphone
 from agent_desk.open311 import open311_routes
 from agent_desk.publication_routes import publication_routes
 from casework.stats import AssessmentFormula
@@ -162,9 +162,11 @@ def client_of(request: web.Request) -> tuple[login_store.Address | None, bool]:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every /api and /ws route needs a session; state changes also need the CSRF header."""
+    """Every /api and /ws route (and the softphone's /sip) needs a session; state changes
+    also need the CSRF header."""
     path = request.path
-    if not (path.startswith("/api/") or path == "/ws") or path in PUBLIC_API:
+    if not (path.startswith("/api/") or path in ("/ws", softphone.SIP_PATH)) \
+            or path in PUBLIC_API:
         return await handler(request)
     session = await _session(request)
     if session is None:
@@ -899,6 +901,12 @@ async def handle_notice(desk: Desk, notice: dict[str, Any]) -> None:
             if role in ("agent", "supervisor", "supervision") or (
                     role == "handler" and unit in units):
                 await _to_agent(desk, who, msg)
+    elif kind == events.OUTBOUND and agent_id is not None:
+        # A call out this agent placed moved on (ringing, connected, ended and how).
+        await _to_agent(desk, agent_id, {
+            "type": "outbound", "outbound_id": notice.get("outbound_id"),
+            "state": notice.get("state"), "outcome": notice.get("outcome"),
+            "case_id": notice.get("case_id")})
     elif kind == events.ALERT:
         msg = {"type": "alert", "report_id": notice.get("report_id"),
                "title": notice.get("title")}
@@ -1042,10 +1050,12 @@ def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
     app.router.add_get("/api/cases/{case_id}", get_case)
     app.router.add_put("/api/cases/{case_id}", put_case)
     app.router.add_get("/ws", websocket)
+    app.router.add_routes(softphone.routes(DESK, COOKIE))  # /sip and its account
     app.router.add_get("/cases", cases_page)
     app.router.add_routes(casework_api.routes(DESK))
     app.router.add_get("/admin", admin_page)
     app.router.add_routes(admin_api.routes(DESK))
+    app.router.add_routes(dialout_api.routes(DESK))  # 回拨: calls out from a case
     app.router.add_routes(audit_api.routes(DESK))  # the auditor's page and listing
     # Public, without login: Open311 GeoReport v2 (read only) and the weekly publication.
     app.router.add_routes(open311_routes(pool))

@@ -267,6 +267,8 @@ def _webrtc_phones(cfg: HotlineConfig) -> list[str]:
         "bind = 0.0.0.0",
         "",
     ]
+    # By source address only: a browser's Contact is a made-up name (xyz.invalid), so a
+    # contact ACL cannot apply.
     acl = ["deny = 0.0.0.0/0.0.0.0", "deny = ::/0", "permit = 127.0.0.0/8"]
     for phone in phones:
         pid = phone.id
@@ -306,7 +308,6 @@ def _webrtc_phones(cfg: HotlineConfig) -> list[str]:
             # One registration: the desk opened again elsewhere replaces the first.
             "max_contacts = 1",
             "remove_existing = yes",
-            *[f"contact_{line}" for line in acl],
             "",
         ]
     return out

@@ -131,6 +131,7 @@
     csrf: null,
     agent: null,
     prevAgentState: null,
+    outbound: null, // a call out (回拨) in progress: { id, state }
     statePending: false,
     logoutArmedUntil: 0,
     selfLogout: false, // this desk asked for the logout that is pending
@@ -415,6 +416,7 @@
   function showLogin(message, kind = 'error') {
     S.gen += 1;
     stopWs();
+    window.HotlineSoftphone.stop();
     stopTicker();
     for (const r of [wallboardRefresher, worklistRefresher, announcementRefresher]) r.cancel();
     S.csrf = null;
@@ -504,6 +506,7 @@
     startTicker();
     setWsState(false, '正在连接…');
     connectWs();
+    window.HotlineSoftphone.start(); // registers the browser if the agent's phone is webrtc
   }
 
   // ---------------------------------------------------------------- login
@@ -1209,6 +1212,9 @@
       case 'call_ended':
         onCallEnded(msg);
         break;
+      case 'outbound':
+        onOutbound(msg);
+        break;
       case 'agent':
         if (msg.agent) {
           setAgent(msg.agent);
@@ -1672,6 +1678,11 @@
       cancel.disabled = busy;
       cell.appendChild(cancel);
     } else {
+      // 回拨: the agent's phone rings, then the citizen's (the number stays on the server).
+      const dial = button('回拨', 'btn btn-small btn-primary btn-worklist-dial',
+        () => worklistDial(id), '先振铃您的电话，接听后自动呼叫市民');
+      dial.disabled = busy || Boolean(S.outbound);
+      cell.appendChild(dial);
       const b = button('已回拨', 'btn btn-small btn-worklist-done', () => {
         W.choosing = id;
         renderWorklist();
@@ -1680,6 +1691,53 @@
       cell.appendChild(b);
     }
     return cell;
+  }
+
+  const OUTBOUND_TEXT = {
+    requested: '正在呼叫您的电话…',
+    agent_ringing: '您的电话在振铃，请接听',
+    citizen_ringing: '正在呼叫市民…',
+    connected: '已接通市民',
+  };
+  const OUTBOUND_OUTCOMES = {
+    reached: '回拨结束：已联系到市民',
+    busy: '回拨未成功：市民电话占线',
+    no_answer: '回拨未成功：市民未接听',
+    trunk_failed: '回拨未成功：外呼线路故障',
+    refused: '回拨未成功：号码未通过外呼检查',
+    agent_no_answer: '回拨已取消：您的电话未接听',
+    agent_hangup: '回拨已取消：您挂断了电话',
+    failed: '回拨未成功：系统故障，请稍后再试',
+  };
+
+  async function worklistDial(id) {
+    const W = S.worklist;
+    if (W.busy.has(id) || S.outbound) return;
+    W.busy.add(id);
+    renderWorklist();
+    try {
+      const data = await api('POST', `/api/worklist/${encodeURIComponent(id)}/dial`);
+      S.outbound = { id: data.outbound_id, state: 'requested' };
+      showDeskMessage(`${OUTBOUND_TEXT.requested}（${str(data.number)}）`, 'info');
+    } catch (e) {
+      if (e.status !== 401) showDeskMessage(e.message, 'error');
+    } finally {
+      W.busy.delete(id);
+      renderWorklist();
+    }
+  }
+
+  function onOutbound(msg) {
+    if (msg.state === 'ended') {
+      S.outbound = null;
+      const text = OUTBOUND_OUTCOMES[msg.outcome] || '回拨结束';
+      showDeskMessage(text, msg.outcome === 'reached' ? 'info' : 'error');
+      worklistRefresher.request(true);
+    } else {
+      S.outbound = { id: msg.outbound_id, state: msg.state };
+      showDeskMessage(OUTBOUND_TEXT[msg.state] || '回拨中…', 'info');
+    }
+    renderWorklist();
   }
 
   async function worklistDone(id, outcome) {

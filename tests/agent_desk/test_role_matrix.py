@@ -8,10 +8,13 @@ description answers; the admin reaches no case; a handler of unit B reaches noth
 unit A's case; the caller's number, name and address appear in a response only where the
 rules allow it in full (an explicit reveal by the hotline or by the unit handling the
 case, and the live call's own agent); the auditor reaches no case and no personal field,
-and only the auditor reads the log of personal-data access."""
+and only the auditor reads the log of personal-data access. The softphone's account (with
+its SIP password) answers only the agent whose own phone is webrtc, and its /sip WebSocket
+no one else."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import AsyncIterator
@@ -34,9 +37,11 @@ from tests.conftest import ROOT
 
 CALLER, NAME, ADDRESS = "13937760099", "赵丽华", "卧龙区梅溪路88号"
 SECRETS = (CALLER, NAME, ADDRESS)
+# The SIP password of agent_web's softphone (a webrtc phone, 8201).
+SIP_PASSWORD = "Mx4Tq9Lr2Vb7Nc5WzJ"
 # The auditor comes last: by then the others' reveals are in the log it reads.
 ROLES = ("anonymous", "admin", "handler_b", "supervision", "handler_a", "agent",
-         "supervisor", "auditor")
+         "agent_web", "supervisor", "auditor")
 # Routes outside /api that anyone may read (pages, the public publication and Open311).
 PUBLIC = re.compile(r"^/($|cases$|admin$|audit$|healthz$|static/|open311/|public/)")
 
@@ -44,6 +49,8 @@ PUBLIC = re.compile(r"^/($|cases$|admin$|audit$|healthz$|static/|open311/|public
 @pytest.fixture
 async def world(pg_dsn: str, conn: asyncpg.Connection) -> AsyncIterator[dict[str, Any]]:
     cfg = config.load(ROOT / "config" / "hotline.yaml")
+    cfg = dataclasses.replace(cfg, phones={
+        **cfg.phones, "8201": config.Phone("8201", "webrtc", secret=SIP_PASSWORD)})
     keys = Keyring({"k1": os.urandom(32)}, "k1", os.urandom(32))
     pool = await db_pool.connect(pg_dsn)
     app = make_app(cfg, pool, keys, pg_dsn)
@@ -58,11 +65,12 @@ async def world(pg_dsn: str, conn: asyncpg.Connection) -> AsyncIterator[dict[str
                               ("handler_b", "handler", unit_b),
                               ("supervision", "supervision", None),
                               ("handler_a", "handler", unit_a), ("agent", "agent", None),
-                              ("supervisor", "supervisor", None)):
+                              ("agent_web", "agent", None), ("supervisor", "supervisor", None)):
+        phone = {"agent": "8001", "agent_web": "8201"}.get(login)
         ids[login] = await conn.fetchval(
             "INSERT INTO agents (login, display_name, role, unit_id, phone, password_hash) "
             "VALUES ($1, $1, $2, $3, $4, $5) RETURNING id", login, role, unit,
-            "8001" if role == "agent" else None, agent_store.hash_password("pw"))
+            phone, agent_store.hash_password("pw"))
     now = datetime.now(UTC)
     case = await case_store.create(conn, keys, call_id=None, dialled_number="12345",
                                    service="hotline", caller_number=CALLER)
@@ -127,7 +135,7 @@ def _routes(app: Any, values: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _allowed_to_see_in_full(role: str, method: str, path: str) -> bool:
     if path.endswith("/reveal"):
-        return role in ("agent", "supervisor", "handler_a")
+        return role in ("agent", "agent_web", "supervisor", "handler_a")
     return False
 
 
@@ -172,6 +180,11 @@ async def test_every_role_against_every_endpoint(world: dict[str, Any]) -> None:
             leaked = [s for s in SECRETS if s in text]
             if leaked and not _allowed_to_see_in_full(role, method, path):
                 problems.append(f"{where}: shows {leaked} in full")
+            if SIP_PASSWORD in text and (role, path) != ("agent_web", "/api/agent/softphone"):
+                problems.append(f"{where}: shows the softphone's SIP password")
+            if path in ("/api/agent/softphone", "/sip") and role != "agent_web" \
+                    and r.status < 400:
+                problems.append(f"{where}: the softphone answered someone without one")
             if not path.startswith("/api/") and not PUBLIC.match(path) and r.status < 400:
                 problems.append(f"{where}: an unexpected page")
     assert problems == []
@@ -186,3 +199,31 @@ async def test_the_duty_rooms_own_endpoints_stay_in_the_duty_room(
         for path in ("/api/wallboard", "/api/worklist"):
             r = await client.get(path, headers={CSRF_HEADER: csrf})
             assert r.status == 403, f"{role} {path} -> {r.status}"
+
+
+async def test_the_softphone_is_the_webrtc_agents_own(world: dict[str, Any]) -> None:
+    """Only the agent whose phone is webrtc gets its SIP account (never cached) and may
+    open /sip; a desk phone, no phone, another role or no login are refused, and so is a
+    WebSocket opened from another site."""
+    expected = {"anonymous": 401, "admin": 403, "handler_a": 403, "supervision": 403,
+                "auditor": 403, "agent": 404, "supervisor": 404}
+    for role, status in expected.items():
+        client, _ = world["clients"][role]
+        for path in ("/api/agent/softphone", "/sip"):
+            r = await client.get(path, headers={"Connection": "Upgrade", "Upgrade": "websocket",
+                                                "Sec-WebSocket-Version": "13",
+                                                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                                "Sec-WebSocket-Protocol": "sip"})
+            assert r.status == status, f"{role} {path} -> {r.status}"
+    client, _ = world["clients"]["agent_web"]
+    r = await client.get("/api/agent/softphone")
+    assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
+    assert await r.json() == {"phone": "8201", "sip_uri": "sip:8201@hotline",
+                              "ws_path": "/sip", "password": SIP_PASSWORD}
+    r = await client.get("/sip")  # no upgrade
+    assert r.status == 400
+    r = await client.get("/sip", headers={"Origin": "https://evil.example",
+                                          "Connection": "Upgrade", "Upgrade": "websocket",
+                                          "Sec-WebSocket-Version": "13",
+                                          "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert r.status == 403

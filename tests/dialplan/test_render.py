@@ -253,7 +253,6 @@ def test_webrtc_phone_endpoint_auth_aor(webrtc_files: dict[str, str]) -> None:
     assert "username = 8201" in auth and f"password = {WEBRTC_SECRET}" in auth
     aor = by_type[("8201", "aor")]
     assert "max_contacts = 1" in aor and "remove_existing = yes" in aor
-    assert "contact_permit = 127.0.0.0/8" in aor
 
 
 def test_webrtc_phones_get_the_websocket_transport(webrtc_files: dict[str, str],
