@@ -49,6 +49,13 @@ PG_PORT = 55433 + _SLOT
 # hotline's calls out reach a SIPp far end there, on a port of this slot.
 CARRIER_IP = "127.0.0.2"
 CARRIER_PORT = 15070 + _SLOT * 100
+# A second carrier, trunk `backup` at 127.0.0.6: calls out go there when the demo trunk
+# fails (tests/ivr/test_trunk_bad_input_e2e.py).
+BACKUP_IP = "127.0.0.6"
+BACKUP_PORT = 15072 + _SLOT * 100
+# A carrier's far end that vanished without a BYE is noticed after this many seconds without
+# RTP (60 in production): short, for the tests.
+RTP_TIMEOUT = 8
 SIP_TARGET = f"127.0.0.1:{PORTS['sip_port']}"
 # Call control reaches ARI through a link the tests can cut (tests/link.py).
 ARI_LINK_PORT = PORTS["ari_port"] + 1
@@ -59,7 +66,19 @@ def _test_config() -> Path:
     data = yaml.safe_load((ROOT / "config" / "hotline.yaml").read_text(encoding="utf-8"))
     data["system"].update(PORTS)
     data["trunks"][0]["host"] = f"{CARRIER_IP}:{CARRIER_PORT}"
+    data["trunks"][0]["rtp_timeout"] = RTP_TIMEOUT
+    data["trunks"].append({"id": "backup", "name": "备用运营商（SIPp，127.0.0.6）",
+                           "match": [BACKUP_IP], "host": f"{BACKUP_IP}:{BACKUP_PORT}"})
+    data["dial_out"]["trunks"] = ["demo", "backup"]
+    # The duty room's network: a SIP desk phone registers from 127.0.0.4 (agent_sip on the
+    # shipped phone 8101); 127.0.0.5 plays a phone outside it.
+    data["system"]["phone_networks"] = ["127.0.0.1/32", "127.0.0.4/32"]
+    data["agents"].append({"login": "agent_sip", "name": "周军", "phone": "8101",
+                           "initial_password": "hotline"})
     data["dial_out"]["ring_seconds"] = 15
+    # Test runs call the same numbers back again and again (var/test is kept between runs);
+    # the cap itself is tested in tests/db/test_dialguard.py.
+    data["dial_out"]["max_per_number_per_hour"] = 100
     data["queues"]["duty"]["ring_timeout"] = 6
     data["queues"]["duty"]["wrap_up"] = 3
     data["phones"].append({"id": "8004", "type": "virtual", "answer_after": 1})

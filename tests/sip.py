@@ -36,6 +36,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -49,6 +50,7 @@ SCENARIOS = Path(__file__).resolve().parent / "sipp"
 UAC_CITIZEN = SCENARIOS / "uac_citizen.xml"
 UAC_REFUSED = SCENARIOS / "uac_refused.xml"
 UAS_FAR_END = SCENARIOS / "uas_far_end.xml"
+PHONE_REGISTER = SCENARIOS / "phone_register.xml"
 
 PCAP_PACKAGE = "sip-tester"
 PCAP_DIR = Path("/usr/share/sip-tester")
@@ -395,6 +397,8 @@ class CallRecord:
     ended_by: str | None = None  # "local" (SIPp hung up) or "remote"
     digits: list[tuple[float, str]] = field(default_factory=list)  # (time sent, key)
     events: list[tuple[float, str]] = field(default_factory=list)  # every log line's kind
+    session_expires: str | None = None  # the answer's Session-Expires (uac_reinvite.xml)
+    accepted: list[str] = field(default_factory=list)  # own requests answered 200, in order
 
     @property
     def final_code(self) -> int | None:
@@ -522,6 +526,10 @@ def _parse_result(sipp: Sipp) -> SippResult:
         call.events.append((when, kind))
         if kind == "ANSWERED":
             call.answered_at = when
+            if len(fields) > 3:
+                call.session_expires = fields[3].strip()
+        elif kind == "ACCEPTED" and len(fields) > 3:
+            call.accepted.append(fields[3])
         elif kind == "END":
             call.ended_at = when
             call.ended_by = fields[3] if len(fields) > 3 else None
@@ -835,10 +843,11 @@ class FarEnd:
         return self.sipp.run_dir
 
     def calls(self) -> list[FarEndCall]:
-        """Every call received so far, in arrival order."""
+        """Every call received so far, in arrival order (only INVITEs: a BYE retransmitted
+        for a call an earlier far end had is not a call)."""
         seen: dict[str, FarEndCall] = {}
         for fields in _log_lines(self.sipp.log_file):
-            if len(fields) < 3:
+            if len(fields) < 3 or fields[0] == "REG":
                 continue
             kind, when, call_id = fields[0], _epoch(fields[1]), fields[2]
             call = seen.setdefault(call_id, FarEndCall(call_id, received_at=when))
@@ -860,7 +869,7 @@ class FarEnd:
             elif kind == "END":
                 call.outcome = "ended"
                 call.ended_by = fields[3] if len(fields) > 3 else None
-        return list(seen.values())
+        return [c for c in seen.values() if c.ruri]
 
     async def wait_for_calls(self, count: int = 1, timeout: float = 30.0,
                              outcome: str | None = None) -> list[FarEndCall]:
@@ -901,6 +910,7 @@ async def far_end(
     answer_after: float | None = 1.0,
     hold: float = 60.0,
     reject: int | None = None,
+    ring: bool = True,
     max_calls: int = 100,
     lifetime: float = 900.0,
     rtp_echo: bool = False,
@@ -910,14 +920,19 @@ async def far_end(
     """A far end on listen_ip:port: rings (180) answer_after seconds (None: until cancelled),
     then answers with PCMA and plays A-law audio, hanging up after hold seconds unless the
     hotline does first; or, with reject, refuses with that code (one of REJECT_CODES).
+    ring=False: no 180 first, the answer or refusal comes after answer_after seconds of
+    silence (with reject=503: a carrier whose trunk is down, before any phone rings).
     It ends on its own after max_calls calls or lifetime seconds.
     rtp_echo: echo the RTP it receives (its count: rtp_echoed())."""
     if reject is not None and reject not in REJECT_CODES:
         raise ValueError(f"reject: one of {REJECT_CODES}")
+    if not ring and answer_after is None:
+        raise ValueError("a far end that never answers must ring")
     pcaps = find_pcaps()
     base = Path(tempfile.mkdtemp(prefix="sipp-")) if log_dir is None else log_dir
     run_dir = base / f"far-end-{next(_run_numbers):03d}"
     args = ["-m", str(max_calls), "-timeout", f"{int(lifetime)}s", "-timeout_error",
+            "-set", "no_ring", "0" if ring else "1",
             "-set", "answer_ms", "-1" if answer_after is None else _ms(answer_after),
             "-set", "hold_ms", _ms(hold), "-set", "reject_code", str(reject or 0),
             *pcaps.keys()]
@@ -937,3 +952,225 @@ async def far_end(
         result = sipp.result()
         raise SippError(f"far end {listen_ip}:{port} did not start\n{result.describe()}")
     return FarEnd(sipp)
+
+
+class DeskPhone(FarEnd):
+    """An agent's SIP desk phone: registered at the hotline, answering what it is sent."""
+
+    def registrations(self) -> list[int]:
+        """The status codes the hotline answered the REGISTERs with, in order."""
+        return [int(f[3]) for f in _log_lines(self.sipp.log_file)
+                if len(f) >= 4 and f[0] == "REG" and f[3].isdigit()]
+
+    async def wait_registered(self, timeout: float = 15.0) -> list[int]:
+        """Wait for the final answer to the registration (200, or a refusal); return the
+        codes seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            codes = self.registrations()
+            if 200 in codes or 403 in codes or codes.count(401) >= 2:
+                return codes
+            if time.monotonic() > deadline or not self.sipp.running:
+                return codes
+            await asyncio.sleep(0.1)
+
+
+async def desk_phone(
+    registrar: str,
+    user: str,
+    password: str,
+    *,
+    local_ip: str = "127.0.0.4",
+    answer_after: float = 1.0,
+    hold: float = 60.0,
+    lifetime: float = 300.0,
+    log_dir: Path | None = None,
+) -> DeskPhone:
+    """A SIP desk phone from local_ip that registers `user` (digest, `password`) at registrar
+    ("127.0.0.1:15060") and answers the calls it is sent after answer_after seconds (as
+    far_end does: PCMA, A-law audio, hanging up after hold unless the hotline does)."""
+    pcaps = find_pcaps()
+    base = Path(tempfile.mkdtemp(prefix="sipp-")) if log_dir is None else log_dir
+    run_dir = base / f"phone-{user}-{next(_run_numbers):03d}"
+    args = ["-s", user, "-au", user, "-ap", password, "-m", "1", "-l", "1", "-r", "100",
+            "-timeout", f"{int(lifetime) + 30}s", "-timeout_error",
+            "-oocsf", str(UAS_FAR_END),
+            "-set", "lifetime_ms", _ms(lifetime),
+            "-set", "answer_ms", _ms(answer_after), "-set", "hold_ms", _ms(hold),
+            "-set", "reject_code", "0", *pcaps.keys()]
+
+    def make() -> Sipp:
+        return Sipp(name=f"desk phone {user}@{local_ip}", scenario=PHONE_REGISTER,
+                    local_ip=local_ip, sip_port=free_port(local_ip),
+                    media_port=free_port(local_ip, pair=True), args=args, run_dir=run_dir,
+                    remote=registrar)
+
+    sipp = await _start_with_fresh_ports(make)
+    phone = DeskPhone(sipp)
+    # A refused phone's scenario ends at once: that is an answer, not a failed start.
+    if not sipp.running and not phone.registrations():
+        raise SippError(f"desk phone {user} did not start\n{sipp.result().describe()}")
+    return phone
+
+
+# ------------------------------------------------------------------ carriers' own ways
+
+UAC_OFFER = SCENARIOS / "uac_offer.xml"
+UAC_INBAND = SCENARIOS / "uac_inband.xml"
+UAC_REINVITE = SCENARIOS / "uac_reinvite.xml"
+# Offers uac_offer.xml makes that the hotline cannot take (codecs it does not offer, a body
+# that is no SDP, SDP without a c= line).
+BAD_OFFERS = ("g729", "gsm", "garbage", "no_connection")
+# The two frequencies (Hz) of each key (ITU-T Q.23).
+DTMF_TONES = {"1": (697, 1209), "2": (697, 1336), "3": (697, 1477),
+              "4": (770, 1209), "5": (770, 1336), "6": (770, 1477),
+              "7": (852, 1209), "8": (852, 1336), "9": (852, 1477),
+              "*": (941, 1209), "0": (941, 1336), "#": (941, 1477)}
+ALAW_SILENCE = b"\xd5"
+PTIME_MS = 20
+
+
+def inband_dtmf_pcap(digits: str, path: Path, *, tone: float = 0.15,
+                     gap: float = 0.2) -> float:
+    """Write to path an RTP capture (pcap) of `digits` as in-band DTMF, for SIPp's
+    play_pcap_audio: A-law (payload 8) in 20 ms packets, each key's two frequencies for
+    `tone` seconds (made by sox), `gap` seconds of silence before and after each key.
+    Returns how long it plays, in seconds."""
+    bad = set(digits) - set(DTMF_TONES)
+    if not digits or bad:
+        raise ValueError(f"digits {sorted(bad) or digits!r}: in-band keys are 0-9 * #")
+    sox = shutil.which("sox")
+    if sox is None:
+        raise SippError("sox is not installed (apt-get install sox): it makes the tones")
+    silence = ALAW_SILENCE * round(gap * 8000)
+    audio = bytearray(silence)
+    for key in digits:
+        low, high = DTMF_TONES[key]
+        # The two sines mixed, each about 9 dB below full scale: no clipping, no twist.
+        made = subprocess.run(
+            [sox, "-n", "-r", "8000", "-c", "1", "-e", "a-law", "-t", "raw", "-",
+             "synth", f"{tone}", "sine", str(low), "synth", f"{tone}", "sine", "mix",
+             str(high), "vol", "-6dB"],
+            capture_output=True, check=True, timeout=30)
+        audio += made.stdout + silence
+    size = 8 * PTIME_MS  # 8 kHz, one byte a sample
+    audio += ALAW_SILENCE * (-len(audio) % size)
+    _write_rtp_pcap(path, bytes(audio), size)
+    return len(audio) / 8000
+
+
+def _write_rtp_pcap(path: Path, audio: bytes, size: int, payload_type: int = 8) -> None:
+    """A pcap (Ethernet, IPv4, UDP) of RTP packets of `size` bytes of audio each, PTIME_MS
+    apart. SIPp keeps the UDP part and rewrites addresses, ports and the UDP checksum."""
+    ssrc = 0x484F544C
+    records = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]  # Ethernet
+    for n, start in enumerate(range(0, len(audio), size)):
+        marker = 0x80 if n == 0 else 0
+        rtp = struct.pack("!BBHII", 0x80, marker | payload_type, n, n * size, ssrc)
+        udp = struct.pack("!HHHH", 6000, 6000, 8 + len(rtp) + size, 0) + rtp
+        udp += audio[start:start + size]
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n & 0xFFFF, 0, 64, 17, 0,
+                         socket.inet_aton("10.0.0.1"), socket.inet_aton("10.0.0.2"))
+        total = sum(struct.unpack("!10H", ip))
+        total = (total & 0xFFFF) + (total >> 16)
+        ip = ip[:10] + struct.pack("!H", ~total & 0xFFFF) + ip[12:]
+        frame = bytes.fromhex("020000000002" "020000000001" "0800") + ip + udp
+        micros = n * PTIME_MS * 1000
+        records.append(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000,
+                                   len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(records))
+
+
+def _run_dir(log_dir: Path | None, label: str) -> Path:
+    base = Path(tempfile.mkdtemp(prefix="sipp-")) if log_dir is None else log_dir
+    run_dir = base / f"{label}-{next(_run_numbers):03d}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+async def _one_call(target: str, scenario: Path, fields: Sequence[str], run_dir: Path, *,
+                    local_ip: str, keys: Sequence[str], bound: float,
+                    answer_timeout: float) -> CitizenCalls:
+    """Start SIPp placing one call to target with `scenario` and these injection fields."""
+    for value in fields:
+        if ";" in value or "\n" in value or "\r" in value:
+            raise ValueError(f"{value!r}: SIPp's injection fields cannot hold ';' or "
+                             "line breaks")
+    csv_path = run_dir / "calls.csv"
+    csv_path.write_text("SEQUENTIAL\n" + ";".join(fields) + "\n", encoding="utf-8")
+    args = ["-inf", str(csv_path), "-m", "1", "-r", "100", "-rp", "1000", "-l", "1",
+            "-recv_timeout", str(round(answer_timeout * 1000)),
+            "-timeout", f"{int(bound) + 1}s", "-timeout_error", *keys]
+
+    def make() -> Sipp:
+        return Sipp(name=f"{scenario.stem} {run_dir.name} -> {target}", scenario=scenario,
+                    local_ip=local_ip, sip_port=free_port(local_ip),
+                    media_port=free_port(local_ip, pair=True), args=args, run_dir=run_dir,
+                    remote=target)
+
+    sipp = await _start_with_fresh_ports(make)
+    return CitizenCalls(sipp, bound=bound, stats_every=1.0)
+
+
+def _from_header(caller: str, local_ip: str) -> str:
+    return f'"{caller}" <sip:{caller}@{local_ip}>'
+
+
+async def bad_offer_call(target: str, number: str, offer: str, *,
+                         caller: str = "13800138000", local_ip: str = "127.0.0.2",
+                         answer_timeout: float = 15.0,
+                         log_dir: Path | None = None) -> CitizenCalls:
+    """A carrier's call with an offer the hotline cannot take (one of BAD_OFFERS), expected
+    to be refused with a 4xx-6xx (uac_offer.xml; an answer 200 fails the call)."""
+    if offer not in BAD_OFFERS:
+        raise ValueError(f"offer: one of {BAD_OFFERS}")
+    return await _one_call(target, UAC_OFFER, [number, _from_header(caller, local_ip), offer],
+                           _run_dir(log_dir, f"offer-{offer}"), local_ip=local_ip, keys=[],
+                           bound=answer_timeout + 15, answer_timeout=answer_timeout)
+
+
+async def inband_call(target: str, number: str, *, digits: str, digits_after: float = 2.0,
+                      hold: float = 30.0, caller: str = "13800138000",
+                      local_ip: str = "127.0.0.2", answer_timeout: float = 30.0,
+                      log_dir: Path | None = None) -> CitizenCalls:
+    """A citizen whose carrier offers no telephone-event: the keys go as tones in the audio
+    (inband_dtmf_pcap), digits_after seconds after the answer; it hangs up hold seconds
+    after the answer (uac_inband.xml). Its TONES log line says when they were sent."""
+    run_dir = _run_dir(log_dir, "inband")
+    tones = run_dir / "tones.pcap"
+    length = inband_dtmf_pcap(digits, tones)
+    if hold < digits_after + length:
+        raise ValueError("hold counts from the answer: it must outlast the tones")
+    fields = [number, _from_header(caller, local_ip), _ms(digits_after), _ms(length),
+              _ms(hold)]
+    keys = ["-key", "g711a", str(find_pcaps().audio), "-key", "tones", str(tones)]
+    return await _one_call(target, UAC_INBAND, fields, run_dir, local_ip=local_ip, keys=keys,
+                           bound=answer_timeout + hold + 15, answer_timeout=answer_timeout)
+
+
+async def reinvite_call(target: str, number: str, *, reinvite_at: float | None = None,
+                        move_at: float | None = None, update_at: float | None = None,
+                        hold: float = 30.0, session_expires: int = 1800,
+                        caller: str = "13800138000", local_ip: str = "127.0.0.2",
+                        answer_timeout: float = 30.0,
+                        log_dir: Path | None = None) -> CitizenCalls:
+    """A citizen whose carrier asks for session timers (Session-Expires, refresher=uac) and
+    then, at these seconds after the answer, sends a re-INVITE with the same offer
+    (reinvite_at), one moving its media to another port (move_at) and an UPDATE without a
+    body (update_at); it hangs up hold seconds after the answer (uac_reinvite.xml). The
+    Session-Expires the hotline answered: CallRecord.session_expires; the requests it
+    answered 200, in order: CallRecord.accepted."""
+    steps = [t for t in (reinvite_at, move_at, update_at) if t is not None]
+    if steps != sorted(steps) or any(t >= hold for t in steps):
+        raise ValueError("re-INVITE, move and UPDATE come in this order, before the hang-up")
+    if session_expires < 90:
+        raise ValueError("session_expires: 90 s or more (the Min-SE Asterisk accepts)")
+
+    def at(t: float | None) -> str:
+        return "-1" if t is None else _ms(t)
+
+    fields = [number, _from_header(caller, local_ip), str(session_expires), at(reinvite_at),
+              at(move_at), at(update_at), _ms(hold)]
+    return await _one_call(target, UAC_REINVITE, fields, _run_dir(log_dir, "reinvite"),
+                           local_ip=local_ip, keys=["-key", "g711a", str(find_pcaps().audio)],
+                           bound=answer_timeout + hold + 15, answer_timeout=answer_timeout)
