@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the hotline needs, only those missing.
-#   PostgreSQL (server), espeak-ng + sox (Mandarin prompts), and with --test
-#   chromium + chromium-driver (browser tests of the desk).
+#   PostgreSQL (server), espeak-ng + sox (Mandarin prompts), sip-tester (SIPp: the demo
+#   carrier that calls the demo trunk, README), and with --test chromium + chromium-driver
+#   (browser tests of the desk).
 set -euo pipefail
 
 want=()
@@ -12,6 +13,7 @@ have_initdb || want+=(postgresql)
 command -v espeak-ng >/dev/null 2>&1 || want+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || want+=(sox)
 python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
+command -v sipp >/dev/null 2>&1 || want+=(sip-tester)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || want+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || want+=(chromium-driver)
