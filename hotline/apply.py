@@ -396,10 +396,12 @@ async def verify(ami: AmiClient, cfg: HotlineConfig, reloaded: Iterable[str]) ->
                            f"{', '.join(sorted(have)) or 'none'}, not "
                            f"{', '.join(sorted(want))}")
     if "res_pjsip.so" in modules:
-        want = {p.id for p in cfg.phones.values() if p.type == "pjsip"}
+        # Desk phones, softphones and the carriers' trunks: each is an endpoint.
+        want = {p.id for p in cfg.phones.values() if p.type in ("pjsip", "webrtc")}
+        want |= {t.endpoint for t in cfg.trunks}
         missing = want - await pjsip_endpoints(ami)
         if missing:
-            raise AmiError("after the reload Asterisk lacks the SIP phone(s) "
+            raise AmiError("after the reload Asterisk lacks the SIP phone(s) or trunk(s) "
                            f"{', '.join(sorted(missing))}")
 
 

@@ -319,11 +319,15 @@ async def test_a_file_that_did_not_exist_is_removed_when_putting_back(
     assert not (etc / "extra.conf").exists()
 
 
-async def test_a_sip_check_finds_missing_phones(inst: AsteriskInstance) -> None:
+async def test_a_sip_check_finds_missing_phones_and_trunks(inst: AsteriskInstance) -> None:
     data = _data()
-    with pytest.raises(live.AmiError, match="lacks the SIP phone.* 8101"):
+    with pytest.raises(live.AmiError, match="lacks the SIP phone.* 8101, trunk-demo"):
         await live.verify(FakeAmi(inst), _cfg(data), ["res_pjsip.so"])
     data["phones"] = [p for p in data["phones"] if p["type"] != "pjsip"]
+    with pytest.raises(live.AmiError, match="trunk-demo"):
+        await live.verify(FakeAmi(inst), _cfg(data), ["res_pjsip.so"])
+    data.pop("trunks")
+    data.pop("dial_out")
     await live.verify(FakeAmi(inst), _cfg(data), ["res_pjsip.so"])
 
 
