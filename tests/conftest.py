@@ -84,6 +84,18 @@ def _test_config() -> Path:
     data["phones"].append({"id": "8004", "type": "virtual", "answer_after": 1})
     data["agents"].append({"login": "lead1", "name": "陈主任", "role": "supervisor",
                            "phone": "8004", "initial_password": "hotline"})
+    # Shorter wording of the longest prompts (10-15 s as shipped): every call of the tests
+    # waits through them, and the tests time their keys by `prompt_seconds`.
+    data["prompts"].update({
+        "welcome_12345": "您好，这里是市长热线，请稍候。",
+        "menu_63160000": "热线请按1，线索请按2，查询请按3，进度请按4。",
+        "ask_callback": "请输入回拨号码，按井号结束。",
+        "please_hold": "请稍候，如需回拨请按1。",
+        "voice_message": "坐席全忙，请留言，按井号结束。",
+        "callback_ok": "已保留排队位置，请挂机。",
+        "progress_ask_case": "请输入工单编号，按井号结束。",
+        "progress_gave_up": "查询未成功，再见。",
+    })
     # One test number per strategy, each with its own queue and a short greeting.
     data["prompts"]["t_hello"] = "您好"
     for number, queue, extra in (

@@ -123,7 +123,7 @@ async def test_apply_goes_live_without_dropping_a_waiting_caller_and_rolls_back(
                                 "queue": "duty"})
         data["prompts"]["welcome_96110"] = NEW_GREETING
         data["prompts"]["please_hold"] = NEW_HOLD
-        data["phones"].append({"id": "8199", "type": "pjsip", "secret": "apply-8199"})
+        data["phones"].append({"id": "8199", "type": "pjsip", "secret": "Qz7-apply-Lm4Rt9Vx2"})
         data["queues"]["t_apply"] = {"name": "t_apply", "music_on_hold": "calm"}
         candidate = tmp_path / "hotline-96110.yaml"
         candidate.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False),
