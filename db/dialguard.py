@@ -131,3 +131,17 @@ def mask(number: str) -> str:
     # Keep a leading "+": "+20260101..." is a foreign number, and without its "+" the
     # filter would take it for a case number and leave it readable.
     return logsafe.mask(("+" if text.startswith(("+", "＋")) else "") + digits)
+
+
+# The caps look one hour back; the rest of the record answers "who called which case's
+# citizen when" for a supervisor's review. After this, only the outbound_calls rows (no
+# number in any form) remain.
+KEEP_DAYS = 90
+
+
+async def purge(conn: asyncpg.Connection, now: datetime, days: int = KEEP_DAYS) -> int:
+    """Delete attempts older than `days` days (the number's blind index goes with them);
+    return how many."""
+    result = await conn.execute("DELETE FROM dial_attempts WHERE at < $1",
+                                now - timedelta(days=days))
+    return int(result.split()[-1])

@@ -195,3 +195,11 @@ def test_mask() -> None:
     assert "8000" not in dialguard.mask("037763168000")
     assert dialguard.mask("12345") == "12345"  # a short code is nobody's number
     assert "20260101123456" not in dialguard.mask("+20260101123456")
+
+
+async def test_old_attempts_are_purged_with_their_blind_index(db: asyncpg.Connection) -> None:
+    keys = keyring()
+    await check(db, keys, "13800138000", T0 - timedelta(days=dialguard.KEEP_DAYS + 1))
+    await check(db, keys, "13900139000", T0)
+    assert await dialguard.purge(db, T0) == 1
+    assert await db.fetchval("SELECT count(*) FROM dial_attempts") == 1
