@@ -82,6 +82,11 @@ class AriRest:
         status, _ = await self.request("DELETE", f"/channels/{channel_id}")
         return status < 300
 
+    async def rtp_statistics(self, channel_id: str) -> dict[str, Any] | None:
+        """Asterisk's RTP counters of a channel (txcount, rxcount, ...), None if it has none."""
+        status, data = await self.request("GET", f"/channels/{channel_id}/rtp_statistics")
+        return dict(data) if status == 200 and isinstance(data, dict) else None
+
     async def channels(self) -> list[dict[str, Any]]:
         status, data = await self.request("GET", "/channels")
         return list(data) if status == 200 and isinstance(data, list) else []
@@ -117,6 +122,9 @@ class Observer:
         self.by_channel: dict[str, Pair] = {}
         self.queue_joined: dict[str, float] = {}  # app_queue caller id -> Queue() started
         self.events = 0
+        self.playbacks = 0  # PlaybackStarted seen (the hotline's prompts and announcements)
+        self.announcements = 0  # ... of them, those that are not the greeting
+        self.greeting = "bench_hello"
         self.connected = asyncio.Event()
         self._cond = asyncio.Condition()
         self._session: aiohttp.ClientSession | None = None
@@ -159,6 +167,12 @@ class Observer:
 
     async def _handle(self, raw: str) -> None:
         self.events += 1
+        if '"type":"PlaybackStarted"' in raw:
+            self.playbacks += 1
+            media = str(json.loads(raw).get("playback", {}).get("media_uri", ""))
+            if self.greeting not in media:
+                self.announcements += 1
+            return
         # Most events (callers' channels, holding bridges) are not looked at: skip them
         # before parsing, the holding bridge's events list every waiting caller.
         phone_event = VIRTUAL_PHONE_CONTEXT in raw

@@ -20,6 +20,9 @@ class QueueUnderTest(Protocol):
     key: str
     label: str
     endpoint: str
+    sip_number: str  # the number a SIP caller from the demo trunk dials
+
+    async def sip_calls(self, since: float, until: float) -> dict[str, int]: ...
 
     async def pause_all(self) -> None: ...
 
@@ -40,6 +43,7 @@ class Hotline:
     key = "hotline"
     label = "hotline (ivr/ + PostgreSQL)"
     endpoint = f"Local/{HOTLINE_NUMBER}@{INBOUND_CONTEXT}/n"
+    sip_number = HOTLINE_NUMBER
 
     def __init__(self, pool: asyncpg.Pool, agent_ids: dict[str, int]):
         self.pool = pool
@@ -87,6 +91,24 @@ class Hotline:
                    WHERE channel_id = ANY($1) AND entered_queue_at IS NOT NULL""", ids)
         return {r["channel_id"]: float(r["at"]) for r in rows}
 
+    async def sip_calls(self, since: float, until: float) -> dict[str, int]:
+        """The calls that arrived from the trunk between since and until (epoch s): how many,
+        how many reached the queue, how many ended without reaching an agent (lost, unless
+        the caller hung up), how many were served, how many still wait."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                """SELECT count(*) AS arrived,
+                          count(*) FILTER (WHERE entered_queue_at IS NOT NULL) AS reached,
+                          count(*) FILTER (WHERE state = 'ended' AND answered_at IS NULL)
+                              AS ended_unserved,
+                          count(*) FILTER (WHERE answered_at IS NOT NULL) AS served,
+                          count(*) FILTER (WHERE state = 'waiting') AS waiting
+                   FROM calls WHERE queue = $3 AND channel_id NOT LIKE 'bench-%'
+                     AND arrived_at >= to_timestamp($1) AND arrived_at < to_timestamp($2)""",
+                since, until, QUEUE)
+        return {k: int(row[k]) for k in ("arrived", "reached", "ended_unserved", "served",
+                                         "waiting")}
+
 
 class AppQueue:
     """Asterisk's app_queue on the same phones: members paused and unpaused over AMI."""
@@ -94,6 +116,7 @@ class AppQueue:
     key = "app_queue"
     label = "app_queue (Asterisk)"
     endpoint = f"Local/{APPQ_NUMBER}@{APPQ_CONTEXT}/n"
+    sip_number = APPQ_NUMBER
 
     def __init__(self, ami: Ami, observer: Observer, agents: list[Agent]):
         self.ami = ami
@@ -101,17 +124,30 @@ class AppQueue:
         self.agents = agents
         self.in_queue: set[str] = set()
         self.ever_joined: set[str] = set()
+        # Callers by Uniqueid, with the harness's clock at each event: joined the queue,
+        # connected to an agent, left it without one (QueueCallerAbandon).
+        self.joined_at: dict[str, float] = {}
+        self.connected: set[str] = set()
+        self.abandoned: set[str] = set()
         ami.handlers.append(self._on_event)
 
-    def _on_event(self, msg: Message, _at: float) -> None:
+    def _on_event(self, msg: Message, at: float) -> None:
+        kind = msg.get("Event")
+        if kind == "AgentConnect" and msg.get("Queue") == APPQ:
+            self.connected.add(msg.get("Uniqueid", ""))
+            return
         if msg.get("Queue") != APPQ:
             return
-        kind = msg.get("Event")
+        uid = msg.get("Uniqueid", "")
         if kind == "QueueCallerJoin":
-            self.in_queue.add(msg.get("Uniqueid", ""))
-            self.ever_joined.add(msg.get("Uniqueid", ""))
-        elif kind in ("QueueCallerLeave", "QueueCallerAbandon"):
-            self.in_queue.discard(msg.get("Uniqueid", ""))
+            self.in_queue.add(uid)
+            self.ever_joined.add(uid)
+            self.joined_at.setdefault(uid, at)
+        elif kind == "QueueCallerLeave":
+            self.in_queue.discard(uid)
+        elif kind == "QueueCallerAbandon":
+            self.in_queue.discard(uid)
+            self.abandoned.add(uid)
 
     async def _pause(self, agent: Agent, paused: bool) -> None:
         r = await self.ami.action("QueuePause", Interface=agent.member, Queue=APPQ,
@@ -140,3 +176,16 @@ class AppQueue:
         entering Queue() (ChannelDialplan)."""
         joined = self.observer.queue_joined
         return {i: joined[i] for i in ids if i in joined and i in self.ever_joined}
+
+    async def sip_calls(self, since: float, until: float) -> dict[str, int]:
+        """The SIP callers whose channel reached Queue() between since and until (by
+        Asterisk's clock, observer) -- the same figures as the hotline's, from app_queue's
+        AMI events (callers who never reached Queue() are not seen here)."""
+        joined = self.observer.queue_joined
+        ids = [i for i, t in joined.items()
+               if since <= t < until and not i.startswith("bench-")]
+        reached = [i for i in ids if i in self.ever_joined]
+        return {"arrived": len(ids), "reached": len(reached),
+                "ended_unserved": sum(1 for i in reached if i in self.abandoned),
+                "served": sum(1 for i in reached if i in self.connected),
+                "waiting": sum(1 for i in reached if i in self.in_queue)}

@@ -14,6 +14,9 @@ LABEL = {"hotline": "hotline", "app_queue": "app_queue"}
 MODES = {"ready": "agent made ready", "hangup": "previous call hung up"}
 TARGET_P99_MS = 50.0
 TARGET_WAITING = 1000
+SIP_ANSWER_P99_MS = 1000.0
+SIP_RTP_SAMPLE = 20
+SATURATED_PCT = 95.0
 DISCUSSION = Path(__file__).with_name("discussion.md")
 
 
@@ -160,78 +163,9 @@ def dispatch_table(results: dict[str, Any], w: Callable[[str], None]) -> None:
     w("")
 
 
-def render(results: dict[str, Any], also: list[dict[str, Any]] | None = None) -> str:
+def local_sections(results: dict[str, Any], w: Callable[[str], None]) -> None:
+    """The Local-channel callers' sections: dispatch, CPU, memory, admission."""
     st = results.get("settings", {})
-    m = results.get("machine", {})
-    v = results.get("versions", {})
-    out: list[str] = []
-    w = out.append
-    w("# Benchmarks: this queue and Asterisk's app_queue, side by side\n")
-    w("Written by `make bench` (`bench/run.py`) from one run: the same Asterisk, the same "
-      "load, both queues, one after the other for each size (the order alternates between "
-      "sizes). Real Asterisk, real PostgreSQL, real calls through Asterisk; every figure "
-      "below was measured in that run"
-      + (" (or, in its own section, in the second run named there)" if also else "")
-      + ". The machine is shared and small, so compare the two columns of a row (and their "
-      "ratio), not absolute figures across runs.\n")
-
-    w("## Commands\n")
-    w("```sh")
-    w("make bench                             # .venv/bin/python -m bench.run: writes this file")
-    w(".venv/bin/python -m bench.run --quick  # 50 waiting, 10 s of load: a couple of minutes")
-    w(".venv/bin/python -m bench.run --waiting 100,500,1000 --agents 10 --rate 20 --seconds 60")
-    w("# both queues without announcements, dispatch only (the second table set below):")
-    w(".venv/bin/python -m bench.run --waiting 100,300,500 --seconds 0 --no-announcements \\")
-    w("    --out /tmp/no-announcements.md")
-    w("# this file from the two runs' figures (re-render only, no calls):")
-    w(".venv/bin/python -m bench.run --report-only var/bench/results.json \\")
-    w("    --also var/bench/results-no-announcements.json")
-    w("```\n")
-    w(f"This report: `{results.get('command', '?')}`, "
-      f"{results.get('started', '?')} → {results.get('finished', '?')} (UTC). Raw figures and "
-      "every dispatch sample: `var/bench/results.json`.\n")
-
-    w("## Machine and set-up\n")
-    w(f"- {m.get('nproc', '?')} cores ({m.get('cpu', '?')}), "
-      f"{fmt(m.get('memory_gib'), 1)} GiB memory, Linux {m.get('kernel', '?')}, "
-      f"Python {m.get('python', '?')}")
-    w(f"- Asterisk {v.get('asterisk', '?')}; PostgreSQL {v.get('postgres', '?')} "
-      f"(fsync {v.get('pg_fsync', '?')}, synchronous_commit "
-      f"{v.get('pg_synchronous_commit', '?')})")
-    w(f"- {st.get('agents', '?')} virtual agents, phones answer after "
-      f"{st.get('answer_after', '?')} s; hotline queue `longest_idle`, wrap-up 0; app_queue "
-      f"`leastrecent`, wrapuptime 0, ringinuse no, autofill yes, retry {st.get('retry', '?')} s "
-      "(its smallest), static members `Local/<phone>@hotline-virtual-phone/n`")
-    w("- Callers: ARI originate of `Local/12345@hotline-inbound/n` (hotline) or "
-      "`Local/99000@hotline-bench/n` (app_queue: Answer, the same greeting, `Queue(benchq)`), "
-      "citizen side in `hotline-citizen`, formats=ulaw, each from a different number; "
-      f"queues filled at {fmt(st.get('fill_rate'), 0)} calls/s; "
-      f"{fmt(st.get('measure'), 0)} s of dispatches per size and queue, each agent freed "
-      f"every {fmt(st.get('slot'), 1)} s (made ready, then hanging up {fmt(st.get('slot'), 1)} s "
-      "later, then paused), so both queues get the same calls per second; every call served "
-      "is replaced by a new caller")
-    if st.get("announcements", True):
-        w("- Announcements to waiting callers as the shipped `config/hotline.yaml` has them "
-          "(every 30 s: place in line, expected wait, the `please_hold` prompt); app_queue is "
-          "given the same (`announce-frequency` 30 with position and hold time, "
-          "`periodic-announce` of the same prompt every 30 s), so both do that work")
-    else:
-        w("- Announcements to waiting callers off in both queues")
-    others = sorted(set(results.get("other_asterisks", []))
-                    | set(results.get("other_asterisks_after", [])))
-    w(f"- Load average {results.get('load_before', '?')} at the start, "
-      f"{results.get('load_after', '?')} at the end. Other Asterisk instances running on the "
-      f"machine during the run (other engineers' test stacks): {len(others)}"
-      + ("" if not others else " — " + "; ".join(f"`{o}`" for o in others)))
-    w("")
-
-    w("## Targets\n")
-    w("| target | measured | verdict |")
-    w("| --- | --- | --- |")
-    for target, figure, verdict in verdicts(results):
-        w(f"| {target} | {figure} | {verdict} |")
-    w("")
-
     w("## Dispatch latency: agent free → agent's phone rings\n")
     w("From the harness's clock just before the freeing action (the desk's state change "
       "committed in PostgreSQL for the hotline, AMI `QueuePause` for app_queue, or the "
@@ -248,20 +182,7 @@ def render(results: dict[str, Any], also: list[dict[str, Any]] | None = None) ->
     w("Where the hotline's time goes (all dispatches of a size; `claim` = `now()` of the "
       "`claim_next` transaction, from its `RINGING` row in `queue_log`; the ack is the "
       "commit returning to the harness):\n")
-    w("| waiting | freed by | free → ack p50 / p99 | free → claim p50 / p99 | claim → leg "
-      "created p50 / p99 | created → ringing p50 / p99 |")
-    w("| ---: | --- | ---: | ---: | ---: | ---: |")
-    for size in measured_sizes(results):
-        for mode in MODES:
-            ack = latency(results, "hotline", size, mode, "t_before", "t_after")
-            claim = latency(results, "hotline", size, mode, "t_before", "claim")
-            created = latency(results, "hotline", size, mode, "claim", "created")
-            ring = latency(results, "hotline", size, mode, "created", "ringing")
-            w(f"| {int(size):,} | {MODES[mode]} | {fmt(ack['p50'])} / {fmt(ack['p99'])} ms | "
-              f"{fmt(claim['p50'])} / {fmt(claim['p99'])} ms | "
-              f"{fmt(created['p50'])} / {fmt(created['p99'])} ms | "
-              f"{fmt(ring['p50'])} / {fmt(ring['p99'])} ms |")
-    w("")
+    breakdown_table(results, w)
 
     w("## CPU seconds per call\n")
     w("utime+stime from `/proc/<pid>/stat` before and after each phase, divided by the calls "
@@ -390,6 +311,342 @@ def render(results: dict[str, Any], also: list[dict[str, Any]] | None = None) ->
         w(f"| {int(size):,} | " + " | ".join(cells) + " |")
     w("")
 
+def has_local(results: dict[str, Any]) -> bool:
+    """Whether the run had the Local-channel callers' phases."""
+    return bool(results.get("sizes") or results.get("admission"))
+
+
+def pct_core(phase: dict[str, Any], who: str) -> float:
+    """CPU of a process over a phase, in % of one core."""
+    seconds = phase.get("phase_seconds") or math.nan
+    return float(phase.get("cpu", {}).get(who, math.nan)) / seconds * 100
+
+
+def others_pct(phase: dict[str, Any], cores: float) -> float:
+    """CPU of processes not measured (other engineers' tests) over a phase, in % of one
+    core: the machine's busy time minus the measured processes'."""
+    ours = sum(v for v in phase.get("cpu", {}).values() if v == v)
+    seconds = phase.get("phase_seconds") or math.nan
+    return max(0.0, phase.get("busy", math.nan) * cores - ours / seconds) * 100
+
+
+def sip_held(sip: dict[str, Any], queue: str) -> list[int]:
+    """The SIP sizes a queue held: filled, and no caller lost until the end of the size."""
+    return sorted(int(size) for size, per in sip.get("sizes", {}).items()
+                  if per.get(queue, {}).get("end", {}).get("held"))
+
+
+def sip_verdicts(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The SIP targets: admission at 20 calls/s with zero lost and quick answers; the
+    largest queue of SIP callers held (a figure to report, no target)."""
+    sip = results.get("sip") or {}
+    out = []
+    h = sip.get("admission", {}).get("hotline")
+    if h:
+        ms = h["answer_ms"]
+        as_asked = h["rate"] >= 20 and h["seconds"] >= 60
+        ok = h["lost"] == 0 and h["failed"] == 0 and ms["p99"] < SIP_ANSWER_P99_MS
+        figure = (f"{h['offered']:,} SIP calls at {h['rate']:g}/s for {h['seconds']:g} s: "
+                  f"{h['answered']:,} answered, {h['reached']:,} reached the queue, "
+                  f"{h['lost']:,} lost, {h['failed']:,} failed, {h['retransmissions']:,} "
+                  f"retransmissions; INVITE → 200 OK p50 {fmt(ms['p50'])} ms, p99 "
+                  f"{fmt(ms['p99'])} ms, max {fmt(ms['max'])} ms")
+        if not as_asked:
+            verdict = ("not measured as specified (shorter run)" if ok
+                       else "**missed** (even on a shorter run)")
+        else:
+            verdict = "met" if ok else "**missed**"
+        out.append((f"SIP: 20 new calls/s for 60 s from the trunk, zero lost, answered in "
+                    f"well under a second (p99 < {SIP_ANSWER_P99_MS:,.0f} ms)", figure, verdict))
+    if sip.get("sizes"):
+        tried = ", ".join(f"{int(x):,}" for x in sorted(sip["sizes"], key=int))
+        held = []
+        for q in QUEUES:
+            sizes_held = sip_held(sip, q)
+            held.append(f"{LABEL[q]} {sizes_held[-1]:,}" if sizes_held else f"{LABEL[q]} none")
+        out.append(("SIP callers held waiting with music and announcements, zero lost "
+                    "(no target: the machine's figure)",
+                    "largest size held: " + ", ".join(held) + f" (sizes tried: {tried})",
+                    "reported"))
+    return out
+
+
+def sip_sections(results: dict[str, Any], w: Callable[[str], None]) -> None:
+    """The SIP callers' sections: admission from the trunk, holding, dispatch."""
+    sip = results.get("sip")
+    if not sip:
+        return
+    st = results.get("settings", {})
+    w("## SIP callers from the carrier trunk (SIPp)\n")
+    w("Citizens as production gets them: SIPp 3.6 (`tests/sip.py`, scenario "
+      "`tests/sipp/uac_citizen.xml`) plays the carrier of the shipped `demo` trunk from "
+      f"{st.get('sip_trunk_ip', '127.0.0.2')} to the bench Asterisk's "
+      f"{st.get('sip_target', '?')}. Asterisk knows the trunk by that source address "
+      "(PJSIP `identify`), so each caller is ONE PJSIP channel (`PJSIP/trunk-demo-…`) in "
+      "the context `hotline-trunk-demo`, which sends 12345 to the hotline and (a line the "
+      "bench adds) 99000 to app_queue's number: both queues get the same SIP load. Every "
+      "caller comes from a different number (in P-Asserted-Identity), offers PCMA, PCMU "
+      "and RFC 4733, and sends A-law RTP looping from a pcap (33 packets/s) all call long. "
+      f"RTP ports {st.get('rtp_ports', '?')} (the bench's own). SIPp runs on the same "
+      "cores as everything else: its CPU is shown too. Answer latency = SIPp's clock from "
+      "sending the INVITE to receiving the 200 OK (its `-trace_shortmsg` log); a "
+      "retransmitted INVITE counts from the first.\n")
+    w(f"Load average {sip.get('load_before', '?')} when the SIP phases started, "
+      f"{sip.get('load_after', '?')} when they ended.\n")
+
+    adm = sip.get("admission", {})
+    if adm:
+        first = next(iter(adm.values()))
+        w(f"### Admission: {first['rate']:g} new SIP calls/s for {first['seconds']:g} s\n")
+        w("Every agent paused (nobody is served); each caller hangs up "
+          f"{fmt(first['hold'], 0)} s after the answer, so about "
+          f"{first['rate'] * first['hold']:,.0f} wait at a time. *Reached the queue*: a "
+          "`calls` row of the trunk's call that got `entered_queue_at` (hotline), the "
+          "channel reaching `Queue()` and `QueueCallerJoin` (app_queue). *Lost* = calls "
+          "offered that never reached the queue. Ratio = hotline / app_queue.\n")
+        w("| queue | INVITEs | answered (200) | failed | retransmissions | answer p50 | "
+          "answer p99 | answer max | answered ≥ 5 s | reached the queue | lost |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for key in QUEUES:
+            r = adm.get(key)
+            if not r:
+                continue
+            ms = r["answer_ms"]
+            w(f"| {LABEL[key]} | {r['invites']:,} of {r['offered']:,} | {r['answered']:,} | "
+              f"{r['failed']:,} | {r['retransmissions']:,} | {fmt(ms['p50'])} ms | "
+              f"{fmt(ms['p99'])} ms | {fmt(ms['max'])} ms | {r['slow']:,} | "
+              f"{r['reached']:,} | {r['lost']:,} |")
+        if "hotline" in adm and "app_queue" in adm:
+            h, a = adm["hotline"]["answer_ms"], adm["app_queue"]["answer_ms"]
+            w(f"| ratio (h / a) | | | | | {fmt_ratio(ratio(h['p50'], a['p50']))} | "
+              f"{fmt_ratio(ratio(h['p99'], a['p99']))} | "
+              f"{fmt_ratio(ratio(h['max'], a['max']))} | | | |")
+        w("")
+        w("CPU during the phase (placing the calls until every answered one is in the queue), "
+          "in % of one core (machine busy: of both cores) and per call that reached the "
+          "queue. *All three* = Asterisk + ivr + PostgreSQL, as in the tables above; the "
+          "desk (the agents' web app, no browser connected) is shown apart; *others* = "
+          "the machine's busy time not in the processes measured (other engineers' tests, "
+          "the kernel's threads).\n")
+        w("| queue | Asterisk | ivr | PostgreSQL | all three | desk | SIPp | others | "
+          "machine busy | Asterisk per call | all three per call | "
+          "all three / app_queue's Asterisk |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        cores = float(results.get("machine", {}).get("nproc") or 1)
+        a_ast = math.nan
+        if "app_queue" in adm:
+            ra = adm["app_queue"]
+            a_ast = cpu_per_call(ra, ra["reached"], "asterisk")
+        for key in QUEUES:
+            r = adm.get(key)
+            if not r:
+                continue
+            three = sum(pct_core(r, k) for k in ("asterisk", "ivr", "postgres"))
+            per_call = sum(cpu_per_call(r, r["reached"], k)
+                           for k in ("asterisk", "ivr", "postgres"))
+            w(f"| {LABEL[key]} | {fmt(pct_core(r, 'asterisk'))}% | {fmt(pct_core(r, 'ivr'))}% | "
+              f"{fmt(pct_core(r, 'postgres'))}% | {fmt(three)}% | {fmt(pct_core(r, 'desk'))}% | "
+              f"{fmt(pct_core(r, 'sipp'))}% | {fmt(others_pct(r, cores))}% | "
+              f"{r['busy'] * 100:.0f}% | "
+              f"{fmt(cpu_per_call(r, r['reached'], 'asterisk') * 1000)} ms | "
+              f"{fmt(per_call * 1000)} ms | {fmt_ratio(ratio(per_call, a_ast))} |")
+        w("")
+
+    sizes_run = sorted(sip.get("sizes", {}), key=int)
+    if sizes_run:
+        w("### Holding SIP callers: how many wait with music and announcements, zero lost\n")
+        w(f"SIPp keeps N callers up (`-l N`), placing them at {fmt(st.get('fill_rate'), 0)} "
+          "calls/s; nobody is free while the queue fills and is held "
+          f"{fmt(st.get('hold'), 0)} s; then dispatch is measured "
+          f"{fmt(st.get('measure'), 0)} s (below), SIPp replacing every caller served. "
+          "*Lost* = callers who left the queue without an agent (hotline: an ended `calls` "
+          "row never answered; app_queue: `QueueCallerAbandon`), or whose INVITE was "
+          "refused or never answered, until the end of the size. *Held* = all N waiting, "
+          "none lost, no SIPp call failed, no SIP retransmission (every response within "
+          f"SIP's 500 ms), and the machine below {SATURATED_PCT:.0f}% busy while holding "
+          "them. *Others* = CPU of everything not measured while holding (other engineers' "
+          "tests, and the kernel's own threads, e.g. ksoftirqd carrying the loopback RTP): "
+          "the machine's busy time minus the processes measured. *Machine busy* is of both "
+          "cores, the other CPU columns are % of one core. "
+          "*Music*: Asterisk's RTP "
+          f"counters (ARI `rtp_statistics`) of up to {SIP_RTP_SAMPLE} callers over the hold: "
+          "median packets/s sent to a caller, and how many got none. *Announcements*: the "
+          "hotline's announcement playbacks (ARI `PlaybackStarted` other than the greeting) "
+          "during hold + measurement; app_queue is configured the same and has no event "
+          "for them (an announcement is several playbacks: place, wait, prompt). Larger "
+          "sizes are not run after one that was not held.\n")
+        w("| size | queue | waiting | INVITEs / answered | SIPp failed | retransmissions | "
+          "answer p99 / max | lost | music pkts/s (silent) | announcement playbacks | "
+          "Asterisk | ivr | PostgreSQL | desk | SIPp | others | machine busy | held |")
+        w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
+          "---: | ---: | ---: | ---: | ---: | --- |")
+        cores = float(results.get("machine", {}).get("nproc") or 1)
+        for size in sizes_run:
+            per = sip["sizes"][size]
+            for key in QUEUES:
+                p = per.get(key)
+                if not p:
+                    continue
+                f, e, hold = p["fill"], p.get("end", {}), p.get("hold")
+                ann = (hold or {}).get("announcements", 0) + p.get("measure", {}).get(
+                    "announcements", 0)
+                music = (f"{fmt(hold['tx_per_s']['p50'], 0)} ({hold['silent']} of "
+                         f"{hold['rtp_sampled']})" if hold else "—")
+                cpu = ([f"{fmt(pct_core(hold, k))}%" for k in
+                        ("asterisk", "ivr", "postgres", "desk", "sipp")]
+                       + [f"{fmt(others_pct(hold, cores))}%", f"{hold['busy'] * 100:.0f}%"]
+                       if hold else ["—"] * 7)
+                ms = e.get("answer_ms", f["answer_ms"])
+                held = ("yes" if e.get("held") else
+                        "**no**" + (": " + "; ".join(e["why_not"]) if e.get("why_not") else ""))
+                w(f"| {int(size):,} | {LABEL[key]} | {f['waiting']:,} of {int(size):,} | "
+                  f"{e.get('invites', f['invites']):,} / {e.get('answered', f['answered']):,} | "
+                  f"{e.get('failed', f['failed']):,} | "
+                  f"{e.get('retransmissions', f['retransmissions']):,} | "
+                  f"{fmt(ms['p99'])} / {fmt(ms['max'])} ms | {e.get('lost', '—')} | {music} | "
+                  f"{ann if key == 'hotline' else '(not seen)'} | " + " | ".join(cpu)
+                  + f" | {held} |")
+        largest = {q: sip_held(sip, q) for q in QUEUES}
+        w("")
+        w("Largest size held: " + "; ".join(
+            f"{LABEL[q]} {largest[q][-1]:,}" if largest[q] else f"{LABEL[q]} none"
+            for q in QUEUES)
+          + (f" (not run: {', '.join(f'{int(x):,}' for x in sip['not_run'])})"
+             if sip.get("not_run") else "") + ".\n")
+
+    if measured_sizes(sip):
+        w("### Dispatch latency with SIP callers waiting\n")
+        w("The same measurement as above (agent free → agent's phone rings; agents' phones "
+          "are the same virtual ones), with the queue full of SIP callers. Ratio = hotline / "
+          "app_queue.\n")
+        dispatch_table(sip, w)
+        if sip.get("timeouts"):
+            w("Dispatches that did not ring within 20 s (not in the figures): "
+              + ", ".join(f"{t['queue']} at {t['size']} ({t['mode']}): {t['count']}"
+                          for t in sip["timeouts"]) + ".\n")
+        w("Where the hotline's time goes:\n")
+        breakdown_table(sip, w)
+
+
+def breakdown_table(results: dict[str, Any], w: Callable[[str], None]) -> None:
+    w("| waiting | freed by | free → ack p50 / p99 | free → claim p50 / p99 | claim → leg "
+      "created p50 / p99 | created → ringing p50 / p99 |")
+    w("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for size in measured_sizes(results):
+        for mode in MODES:
+            ack = latency(results, "hotline", size, mode, "t_before", "t_after")
+            claim = latency(results, "hotline", size, mode, "t_before", "claim")
+            created = latency(results, "hotline", size, mode, "claim", "created")
+            ring = latency(results, "hotline", size, mode, "created", "ringing")
+            w(f"| {int(size):,} | {MODES[mode]} | {fmt(ack['p50'])} / {fmt(ack['p99'])} ms | "
+              f"{fmt(claim['p50'])} / {fmt(claim['p99'])} ms | "
+              f"{fmt(created['p50'])} / {fmt(created['p99'])} ms | "
+              f"{fmt(ring['p50'])} / {fmt(ring['p99'])} ms |")
+    w("")
+
+
+def render(results: dict[str, Any], also: list[dict[str, Any]] | None = None) -> str:
+    st = results.get("settings", {})
+    m = results.get("machine", {})
+    v = results.get("versions", {})
+    out: list[str] = []
+    w = out.append
+    w("# Benchmarks: this queue and Asterisk's app_queue, side by side\n")
+    w("Written by `make bench` (`bench/run.py`) from one run: the same Asterisk, the same "
+      "load, both queues, one after the other for each size (the order alternates between "
+      "sizes). Real Asterisk, real PostgreSQL, real calls through Asterisk; every figure "
+      "below was measured in that run"
+      + (" (or, in its own section, in the second run named there)" if also else "")
+      + ". The machine is shared and small, so compare the two columns of a row (and their "
+      "ratio), not absolute figures across runs.\n")
+
+    w("## Commands\n")
+    w("```sh")
+    w("make bench                             # .venv/bin/python -m bench.run: writes this file")
+    w(".venv/bin/python -m bench.run --quick  # 50 waiting, 10 s of load: a few minutes")
+    w("# SIP callers only (SIPp on the demo trunk): admission at 20/s for 60 s, then 100, 300,")
+    w("# 500 waiting (stops at the first size not held); --quick: 50 waiting, 10 s (2 minutes)")
+    w(".venv/bin/python -m bench.run --sip-only --out /tmp/bench-sip.md")
+    w(".venv/bin/python -m bench.run --quick --sip-only --out /tmp/bench-sip-quick.md")
+    w(".venv/bin/python -m bench.run --waiting 100,500,1000 --agents 10 --rate 20 --seconds 60")
+    w("# both queues without announcements, dispatch only (the second table set below):")
+    w(".venv/bin/python -m bench.run --waiting 100,300,500 --seconds 0 --no-announcements \\")
+    w("    --no-sip --out /tmp/no-announcements.md")
+    w("# this file from the two runs' figures (re-render only, no calls):")
+    w(".venv/bin/python -m bench.run --report-only var/bench/results.json \\")
+    w("    --also var/bench/results-no-announcements.json")
+    w("```\n")
+    w(f"This report: `{results.get('command', '?')}`, "
+      f"{results.get('started', '?')} → {results.get('finished', '?')} (UTC). Raw figures and "
+      f"every dispatch sample: `{results.get('results_file', 'var/bench/results.json')}`.\n")
+
+    w("## Machine and set-up\n")
+    w(f"- {m.get('nproc', '?')} cores ({m.get('cpu', '?')}), "
+      f"{fmt(m.get('memory_gib'), 1)} GiB memory, Linux {m.get('kernel', '?')}, "
+      f"Python {m.get('python', '?')}")
+    w(f"- Asterisk {v.get('asterisk', '?')}; PostgreSQL {v.get('postgres', '?')} "
+      f"(fsync {v.get('pg_fsync', '?')}, synchronous_commit "
+      f"{v.get('pg_synchronous_commit', '?')})")
+    w(f"- {st.get('agents', '?')} virtual agents, phones answer after "
+      f"{st.get('answer_after', '?')} s; hotline queue `longest_idle`, wrap-up 0; app_queue "
+      f"`leastrecent`, wrapuptime 0, ringinuse no, autofill yes, retry {st.get('retry', '?')} s "
+      "(its smallest), static members `Local/<phone>@hotline-virtual-phone/n`")
+    if has_local(results):
+        w("- Callers: ARI originate of `Local/12345@hotline-inbound/n` (hotline) or "
+      "`Local/99000@hotline-bench/n` (app_queue: Answer, the same greeting, `Queue(benchq)`), "
+          "citizen side in `hotline-citizen`, formats=ulaw, each from a different number; "
+          f"queues filled at {fmt(st.get('fill_rate'), 0)} calls/s; "
+          f"{fmt(st.get('measure'), 0)} s of dispatches per size and queue, each agent freed "
+          f"every {fmt(st.get('slot'), 1)} s (made ready, then hanging up "
+          f"{fmt(st.get('slot'), 1)} s later, then paused), so both queues get the same calls "
+          "per second; every call served is replaced by a new caller")
+    if results.get("sip"):
+        w("- SIP callers: SIPp on the demo trunk, one PJSIP channel a caller (section *SIP "
+          "callers from the carrier trunk* below)")
+    if "music_restored" in results:
+        restored = results["music_restored"]
+        w("- Music to the hotline's waiting callers: Asterisk takes a holding bridge's music "
+          "channel away when the last caller leaves it. Before each of the hotline's phases "
+          "the harness checks (Asterisk CLI `bridge show`) that the bridge has it, and "
+          "starts it again if not (ARI `POST /bridges/hotline-queue-duty/moh`), so both "
+          "queues play music to every waiting caller. "
+          + (f"It had to {len(restored)} times in this run ({', '.join(restored)}): the "
+             "ivr under test did not start the music again itself"
+             if restored else "It never had to in this run: the ivr under test starts the "
+             "music again itself"))
+    code = results.get("code")
+    if code:
+        w(f"- Code under test: commit `{code.get('head', '?')}`"
+          + (" with uncommitted changes to " + ", ".join(f"`{f}`" for f in code["changed"])
+             + " (the working tree as the stack imported it at the start of the run)"
+             if code.get("changed") else ""))
+    if st.get("announcements", True):
+        w("- Announcements to waiting callers as the shipped `config/hotline.yaml` has them "
+          "(every 30 s: place in line, expected wait, the `please_hold` prompt); app_queue is "
+          "given the same (`announce-frequency` 30 with position and hold time, "
+          "`periodic-announce` of the same prompt every 30 s), so both do that work")
+    else:
+        w("- Announcements to waiting callers off in both queues")
+    others = sorted(set(results.get("other_asterisks", []))
+                    | set(results.get("other_asterisks_after", [])))
+    w(f"- Load average {results.get('load_before', '?')} at the start, "
+      f"{results.get('load_after', '?')} at the end. Other Asterisk instances running on the "
+      f"machine during the run (other engineers' test stacks): {len(others)}"
+      + ("" if not others else " — " + "; ".join(f"`{o}`" for o in others)))
+    w("")
+
+    w("## Targets\n")
+    w("| target | measured | verdict |")
+    w("| --- | --- | --- |")
+    for target, figure, verdict in ((verdicts(results) if has_local(results) else [])
+                                    + sip_verdicts(results)):
+        w(f"| {target} | {figure} | {verdict} |")
+    w("")
+
+    if has_local(results):
+        local_sections(results, w)
+    sip_sections(results, w)
+
     for extra in also or []:
         est = extra.get("settings", {})
         w("## The same, without announcements to waiting callers (a second run)\n")
@@ -397,7 +654,10 @@ def render(results: dict[str, Any], also: list[dict[str, Any]] | None = None) ->
           "with the queue's announcements off (hotline `announce_every: 0`; app_queue "
           "`announce-frequency` and `periodic-announce-frequency` 0), to separate how each "
           "queue dispatches from what announcing costs. "
-          f"{est.get('agents', '?')} agents, {fmt(est.get('measure'), 0)} s per size.\n")
+          f"{est.get('agents', '?')} agents, {fmt(est.get('measure'), 0)} s per size"
+          + (f"; the harness had to start the hotline's music again "
+             f"{len(extra['music_restored'])} times in it" if "music_restored" in extra else "")
+          + ".\n")
         dispatch_table(extra, w)
         w("Holding the full queue (CPU in % of one core):\n")
         w("| waiting | hotline: Asterisk | hotline: ivr | hotline: PostgreSQL | "
@@ -428,6 +688,10 @@ def render(results: dict[str, Any], also: list[dict[str, Any]] | None = None) ->
     else:
         notes.append("no ERROR line in the ivr log during the run")
     notes.append(f"the observer app received {results.get('observer_events', 0):,} ARI events")
+    if "hotline_announcements" in results:
+        notes.append(f"the hotline played {results['hotline_announcements']:,} announcement "
+                     "playbacks to waiting callers (ARI playbacks other than the greeting) "
+                     "in the run")
     w("## Notes from this run\n")
     for n in notes:
         w(f"- {n}")

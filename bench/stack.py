@@ -31,6 +31,14 @@ from hotline.runtime import Runtime
 ROOT = Path(__file__).resolve().parents[1]
 VAR = ROOT / "var" / "bench"
 PORTS = {"ari_port": 19088, "ami_port": 16038, "sip_port": 16060, "desk_port": 19080}
+# RTP of its own (the shipped 20000-20999 is what `make run` and the tests' stacks use):
+# below SIPp's ports in tests/sip.py (24000+), room for 1,500 SIP callers.
+RTP_PORTS = "21000-23999"
+SIP_TARGET = f"127.0.0.1:{PORTS['sip_port']}"
+# The shipped demo trunk: SIPp plays the carrier from 127.0.0.2 (its `match`). Its calls out
+# (none in the bench) would go to a port nobody listens on.
+TRUNK = "demo"
+TRUNK_HOST = "127.0.0.2:16070"
 PG_PORT = 55439
 FIRST_PHONE = 7001
 HOTLINE_NUMBER = "12345"
@@ -63,6 +71,11 @@ def write_config(agents: list[Agent], answer_after: float, var: Path = VAR,
     """The shipped YAML on the bench's ports, with the bench's agents and phones."""
     data = yaml.safe_load((ROOT / "config" / "hotline.yaml").read_text(encoding="utf-8"))
     data["system"].update(PORTS)
+    data["system"]["rtp_ports"] = RTP_PORTS
+    trunks = [t for t in data.get("trunks", []) if t.get("id") == TRUNK]
+    if not trunks:
+        raise RuntimeError(f"config/hotline.yaml has no trunk {TRUNK!r}: SIP callers need it")
+    trunks[0]["host"] = TRUNK_HOST
     duty = data["queues"][QUEUE]
     duty.update(wrap_up=0, ring_timeout=30, strategy="longest_idle")
     if not announcements:
@@ -101,8 +114,10 @@ def announcements(queue: Any) -> str:
 
 
 def appqueue_extra(agents: list[Agent], ami_secret: str, retry: int,
-                   queue: Any) -> dict[str, str]:
-    """What the bench adds to Asterisk's files: app_queue's queue and number, an AMI user."""
+                   queue: Any, trunk_context: str | None = None) -> dict[str, str]:
+    """What the bench adds to Asterisk's files: app_queue's queue and number (also through
+    the trunk's context, so SIP callers from the carrier reach it as they reach 12345),
+    an AMI user."""
     members = "".join(f"member => {a.member},0,{a.login}\n" for a in agents)
     queues = f"""
 ; --- added by bench/ for `make bench` only: Asterisk's own queue on the same phones ---
@@ -126,6 +141,14 @@ exten => {APPQ_NUMBER},1,NoOp(bench: app_queue)
  same => n,Playback({PROMPT_DIR}/bench_hello)
  same => n,Queue({APPQ})
  same => n,Hangup()
+"""
+    if trunk_context:
+        # The trunk's context (rendered by the hotline) maps the called number; Asterisk
+        # merges this second section of the same name into it.
+        extensions += f"""
+; --- added by bench/ for `make bench` only: app_queue's number from the carrier ---
+[{trunk_context}]
+exten => {APPQ_NUMBER},1,Goto({APPQ_CONTEXT},{APPQ_NUMBER},1)
 """
     manager = f"""
 ; --- added by bench/ for `make bench` only: pauses app_queue members, reads queue events ---
@@ -181,9 +204,11 @@ class Stack:
     def add_appqueue(self, retry: int) -> None:
         """Render this hotline's files plus the app_queue extras and load them."""
         cfg = config.load(self.config_path)
+        trunk = next(t for t in cfg.trunks if t.id == TRUNK)
         files = render.render(cfg, self.asterisk.dirs, self.runtime.secrets(cfg),
                               extra=appqueue_extra(self.agents, self.ami_secret, retry,
-                                                   cfg.queues[QUEUE]))
+                                                   cfg.queues[QUEUE],
+                                                   render.trunk_context(trunk)))
         self.asterisk.write_config({k: files[k] for k in
                                     ("queues.conf", "extensions.conf", "manager.conf")})
         for command in ("dialplan reload", "module reload app_queue.so", "manager reload"):
@@ -192,6 +217,11 @@ class Stack:
         members = sum(1 for line in shown.splitlines() if "Local/" in line)
         if members != len(self.agents):
             raise RuntimeError(f"app_queue did not load the bench queue: {shown[:400]!r}")
+        context = render.trunk_context(trunk)
+        shown = self.asterisk.ctl(f"dialplan show {APPQ_NUMBER}@{context}")
+        if f"Goto({APPQ_CONTEXT},{APPQ_NUMBER},1)" not in shown.replace(" ", ""):
+            raise RuntimeError(f"the trunk context {context} lacks app_queue's number "
+                               f"{APPQ_NUMBER}: {shown[:400]!r}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
