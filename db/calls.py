@@ -279,8 +279,10 @@ async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str,
                        position=position + 1, waited=round(float(waited or 0), 3),
                        reason=reason)
             if event == "ABANDON":
-                # Missed calls are called back (national rules): on the worklist.
-                await worklist.add(conn, call_id, "abandoned")
+                # Missed calls are called back (national rules): on the worklist, with
+                # the reason when the line died rather than the caller hanging up.
+                await worklist.add(conn, call_id, "abandoned",
+                                   reason=reason if reason in worklist.REASONS else None)
             elif event == "CALLBACKFAIL":
                 await worklist.add(conn, call_id, "callback", reason=reason)
         elif row["state"] == "connected":

@@ -21,12 +21,16 @@ REASONS = {
     "callback_trunk_failed": "外呼线路故障，所有线路均未接通",
     "callback_refused": "号码未通过外呼检查（号码不合规或超过呼叫次数上限）",
     "callback_no_route": "没有可用的外呼线路",
+    # A waiting caller whose line died without a hang-up (ivr/channels.py LINE_LOST).
+    "rtp_timeout": "来电方线路中断（长时间无语音，未正常挂机）",
+    "session_expired": "来电方线路中断（运营商会话超时，未正常挂机）",
 }
 
 
 async def add(conn: asyncpg.Connection, call_id: uuid.UUID, kind: str,
               reason: str | None = None) -> None:
-    """Put a call on the worklist (once); reason: why a call back failed (REASONS)."""
+    """Put a call on the worklist (once); reason: why a call back failed, or why a missed
+    call's line ended (REASONS)."""
     await conn.execute(
         "INSERT INTO worklist (call_id, kind, reason) VALUES ($1, $2, $3)"
         " ON CONFLICT DO NOTHING",

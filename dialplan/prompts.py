@@ -18,6 +18,13 @@ class PromptError(Exception):
     """A prompt could not be made into audio (plain-words message)."""
 
 
+def prompt_file(cache_dir: Path, pid: str, text: str) -> Path:
+    """Where the audio of a prompt with this text is (or will be) cached: the name holds a
+    digest of the voice and the text, so a reworded prompt gets a file of its own."""
+    digest = hashlib.sha256(f"{VOICE}\n{text}".encode()).hexdigest()[:16]
+    return cache_dir / f"{pid}-{digest}.wav"
+
+
 def build(prompts: dict[str, str], cache_dir: Path) -> dict[str, Path]:
     """Make (or reuse) a WAV for every prompt; return prompt id -> file."""
     for tool, package in (("espeak-ng", "espeak-ng"), ("sox", "sox")):
@@ -27,8 +34,7 @@ def build(prompts: dict[str, str], cache_dir: Path) -> dict[str, Path]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
     for pid, text in sorted(prompts.items()):
-        digest = hashlib.sha256(f"{VOICE}\n{text}".encode()).hexdigest()[:16]
-        final = cache_dir / f"{pid}-{digest}.wav"
+        final = prompt_file(cache_dir, pid, text)
         if not final.exists():
             raw = cache_dir / f".{pid}.raw.wav"
             r = subprocess.run(["espeak-ng", "-v", VOICE, "-s", "175", "-w", str(raw), text],

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dialplan.config import HotlineConfig
-from dialplan.trunks import DTMF_MODES, Trunk
+from dialplan.trunks import DTMF_MODES, RTP_TIMEOUT, Trunk
 
 ARI_APP = "hotline"
 INBOUND_CONTEXT = "hotline-inbound"
@@ -216,7 +216,7 @@ write = system,config
 # Seconds without RTP before Asterisk ends a call: a far end that vanished without a BYE
 # (a killed client, a cut line) must not stay "waiting" and be offered to an agent as dead
 # air. Music on hold flows outwards only, so a held caller's silence is not mistaken.
-RTP_TIMEOUT = 60
+# RTP_TIMEOUT (60) is dialplan/trunks.py's, and a trunk may set its own (`rtp_timeout`).
 RTP_TIMEOUT_HOLD = 300
 # Session timers (RFC 4028): a carrier's refresh keeps the call; a dead one ends it.
 SESSION_EXPIRES = 1800
@@ -317,13 +317,13 @@ def _hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-def _media(cfg: HotlineConfig) -> list[str]:
+def _media(cfg: HotlineConfig, rtp_timeout: int = RTP_TIMEOUT) -> list[str]:
     """RTP on the SIP address only, never on every address of the machine."""
     return [
         f"media_address = {cfg.system.sip_bind}",
         "bind_rtp_to_media_address = yes",
         "direct_media = no",
-        f"rtp_timeout = {RTP_TIMEOUT}",
+        f"rtp_timeout = {rtp_timeout}",
         f"rtp_timeout_hold = {RTP_TIMEOUT_HOLD}",
     ]
 
@@ -392,7 +392,7 @@ def _pjsip_trunk(cfg: HotlineConfig, trunk: Trunk) -> list[str]:
         f"timers_sess_expires = {SESSION_EXPIRES}",
         "ice_support = no",
         "allow_subscribe = no",
-        *_media(cfg),
+        *_media(cfg, trunk.rtp_timeout),
     ]
     if trunk.registration:
         out.append(f"outbound_auth = {name}-auth")

@@ -42,6 +42,9 @@ DTMF_MODES = {
     "info": "info",
 }
 LOCAL_FORMATS = ("without_area_code", "with_area_code")
+# A call whose far end sends no RTP this long (s) is ended: it vanished without a BYE.
+RTP_TIMEOUT = 60
+RTP_TIMEOUT_RANGE = (5, 300)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class Trunk:
     local_format: str = "without_area_code"  # how a local landline is written for it
     registration: Registration | None = None
     qualify: int = 0  # seconds between OPTIONS probes (0: none)
+    # Seconds without RTP from the carrier before a call is ended (a far end that vanished
+    # without a BYE); on hold Asterisk waits RTP_TIMEOUT_HOLD (dialplan/render.py) instead.
+    rtp_timeout: int = RTP_TIMEOUT
 
     @property
     def endpoint(self) -> str:
@@ -102,7 +108,7 @@ def check_trunks(c: ConfigChecker, node: Node, numbers: set[str],
     seen: set[str] = set()
     claimed: dict[str, str] = {}  # network -> trunk id, so two trunks cannot share one
     fields = {"id", "name", "match", "host", "called_numbers", "caller_id_from", "codecs",
-              "dtmf", "local_format", "register", "qualify"}
+              "dtmf", "local_format", "register", "qualify", "rtp_timeout"}
     for item in node.value:
         if not c.mapping(item, "a trunk", fields, {"id", "match", "host"}):
             continue
@@ -143,10 +149,13 @@ def check_trunks(c: ConfigChecker, node: Node, numbers: set[str],
         if "register" in v:
             reg = _registration(c, v["register"], where, host)
         qualify = int(c.number(v.get("qualify"), f"{where} qualify", 0, 0, 3600))
+        rtp_timeout = int(c.number(v.get("rtp_timeout"), f"{where} rtp_timeout", RTP_TIMEOUT,
+                                   *RTP_TIMEOUT_RANGE))
         trunks.append(Trunk(id=tid, name=c.text(v.get("name"), f"{where} name", tid),
                             match=match, host=host, called_numbers=forms,
                             caller_id_from=caller_from, codecs=codecs, dtmf=dtmf,
-                            local_format=local, registration=reg, qualify=qualify))
+                            local_format=local, registration=reg, qualify=qualify,
+                            rtp_timeout=rtp_timeout))
     return tuple(trunks)
 
 

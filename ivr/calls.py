@@ -23,7 +23,7 @@ from dialplan.config import PROGRESS_SERVICE, HotlineConfig, Number
 from dialplan.render import FALLBACK_CONTEXT, PROGRESS_CONTEXT
 from ivr import media
 from ivr.ari import AriError, Channel, NotFound
-from ivr.channels import ChannelGone, Inbox
+from ivr.channels import LINE_LOST, ChannelGone, Inbox, hangup_reason
 from ivr.voicemail import VoiceMessages
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,13 @@ class CallerFlow:
             await self.enqueue(Arrival(call_id, channel.id, number.queue, service, case["id"],
                                        priority))
         except (ChannelGone, NotFound):
-            log.info("call %s: caller hung up in the IVR", call_id)
-            await self.on_gone(call_id, "caller_hangup")
+            reason = hangup_reason(inbox.hangup)
+            if reason in LINE_LOST:
+                log.warning("call %s: the caller's line died in the IVR without a hang-up "
+                            "(%s)", call_id, reason)
+            else:
+                log.info("call %s: caller hung up in the IVR", call_id)
+            await self.on_gone(call_id, reason)
         except Exception:
             # Never leave the caller in silence: hand the call back to the dialplan's
             # fallback, which answers with a message.

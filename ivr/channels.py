@@ -14,6 +14,32 @@ class ChannelGone(Exception):
 
 DTMF = "0123456789*#ABCD"
 
+# Why a caller's line ended, when it was not their hang-up: it died without a BYE.
+RTP_TIMEOUT = "rtp_timeout"  # no RTP for the trunk's rtp_timeout seconds
+SESSION_EXPIRED = "session_expired"  # the carrier let the session timer (RFC 4028) lapse
+LINE_LOST = (RTP_TIMEOUT, SESSION_EXPIRED)
+# Asterisk's soft hang-up of kind AST_SOFTHANGUP_DEV: on a carrier's leg, only
+# res_pjsip_sdp_rtp's RTP timeout sends it ("Disconnecting channel ... for lack of audio
+# RTP activity"); ChannelHangupRequest carries that kind as its cause.
+SOFTHANGUP_DEV = 1
+# Q.850 18, "no user responding", from SIP 408: pjsip ends a session whose timer expired
+# without a refresh (or whose refresh went unanswered) with 408.
+NO_USER_RESPONSE = 18
+
+
+def hangup_reason(request: Event | None, default: str = "caller_hangup") -> str:
+    """Why a caller's channel ended, from the first ChannelHangupRequest Asterisk sent for
+    it: the RTP timeout, the session timer, or (anything else) `default`."""
+    if request is None:
+        return default
+    cause = request.get("cause")
+    if request.get("soft") and cause == SOFTHANGUP_DEV:
+        return RTP_TIMEOUT
+    if not request.get("soft") and (request.get("tech_cause") == 408
+                                    or cause == NO_USER_RESPONSE):
+        return SESSION_EXPIRED
+    return default
+
 
 class Inbox:
     """The events of one channel, and the DTMF digits it has sent so far."""
@@ -22,6 +48,7 @@ class Inbox:
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.digits: list[str] = []
         self.gone = False
+        self.hangup: Event | None = None  # the first ChannelHangupRequest (hangup_reason)
 
     def put(self, event: Event) -> None:
         if event.get("type") == "ChannelDtmfReceived":
@@ -29,6 +56,8 @@ class Inbox:
             # One key per event; anything else is not a key (an empty one broke menus).
             if isinstance(digit, str) and len(digit) == 1 and digit in DTMF:
                 self.digits.append(digit)
+        if event.get("type") == "ChannelHangupRequest" and self.hangup is None:
+            self.hangup = event
         if event.get("type") in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
             self.gone = True
         self.queue.put_nowait(event)

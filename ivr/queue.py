@@ -28,10 +28,13 @@ from dialplan.speech import digits_words, number_words
 from ivr import dialout, media
 from ivr.ari import Ari, AriError, Event, NotFound
 from ivr.calls import Arrival
-from ivr.channels import ChannelGone, Inbox, Inboxes
+from ivr.channels import LINE_LOST, ChannelGone, Inbox, Inboxes, hangup_reason
 from ivr.voicemail import VoiceMessages
 
 log = logging.getLogger(__name__)
+
+# Seconds after a holding bridge emptied before its music is started again (left_bridge).
+MUSIC_RESTART_DELAY = 0.5
 
 
 def holding_bridge_id(queue: str) -> str:
@@ -90,6 +93,9 @@ class QueueService:
         self.by_caller: dict[str, LiveCall] = {}
         self.by_agent_channel: dict[str, LiveCall] = {}
         self.by_call: dict[uuid.UUID, LiveCall] = {}
+        # A queued caller's first ChannelHangupRequest: it says why the line ended (their
+        # hang-up, or Asterisk's RTP timeout or session timer) before StasisEnd comes.
+        self.hangup_requests: dict[str, Event] = {}
         self._wake = asyncio.Event()
 
     # -- set-up ---------------------------------------------------------------------------
@@ -100,6 +106,36 @@ class QueueService:
             bridge = await self.ari.create_bridge(holding_bridge_id(q.id), "holding",
                                                   name=f"queue {q.id}")
             await bridge.start_moh(q.music_on_hold)
+
+    async def left_bridge(self, event: Event) -> None:
+        """A channel left a bridge. Asterisk's music-on-hold channel of a holding bridge
+        (POST /bridges/{id}/moh) is "lonely": it is put out of the bridge with the last
+        caller, and a holding bridge without it plays nothing, so the next caller would
+        wait in silence. When a queue's holding bridge is left empty, its music is started
+        again, once the old music channel is gone (alone in a bridge, it stays)."""
+        bridge = event.get("bridge")
+        if not isinstance(bridge, dict):
+            return
+        # Asterisk lists a music channel it started again among the bridge's channels:
+        # empty means no waiting caller left in it.
+        remaining = bridge.get("channels")
+        if isinstance(remaining, list) and any(
+                isinstance(c, str) and c in self.by_caller for c in remaining):
+            return
+        for q in self.cfg.queues.values():
+            if bridge.get("id") == holding_bridge_id(q.id):
+                self._spawn(self._restart_music(q.id, q.music_on_hold))
+                return
+
+    async def _restart_music(self, queue: str, moh_class: str) -> None:
+        # Started on the old channel while it is being put out, the music would go with it.
+        await asyncio.sleep(MUSIC_RESTART_DELAY)
+        try:
+            await self.ari.bridge(holding_bridge_id(queue)).start_moh(moh_class)
+        except AriError as e:
+            log.error("queue %s: music on hold not restarted (%s)", queue, e)
+            return
+        log.info("queue %s: holding bridge empty, music on hold started again", queue)
 
     def wrap_up(self, live: LiveCall) -> int:
         q = self.cfg.queues.get(live.queue)
@@ -129,19 +165,36 @@ class QueueService:
     def _forget(self, live: LiveCall) -> None:
         self.by_call.pop(live.call_id, None)
         self.by_caller.pop(live.caller_channel, None)
+        self.hangup_requests.pop(live.caller_channel, None)
         for leg in [*live.legs, live.agent_channel]:
             if leg:
                 self.by_agent_channel.pop(leg, None)
 
-    async def caller_gone(self, channel_id: str, reason: str = "caller_hangup") -> None:
-        """The caller left (in the queue, while agents were rung, or talking)."""
+    def caller_hangup_request(self, event: Event) -> None:
+        """Asterisk is about to hang a queued caller up: keep the first request's cause."""
+        channel = event.get("channel")
+        channel_id = channel.get("id") if isinstance(channel, dict) else None
+        if isinstance(channel_id, str) and channel_id in self.by_caller:
+            self.hangup_requests.setdefault(channel_id, event)
+
+    async def caller_gone(self, channel_id: str, reason: str | None = None) -> None:
+        """The caller left (in the queue, while agents were rung, or talking). Without a
+        reason: `caller_hangup`, or why Asterisk ended their line (hangup_reason)."""
         live = self.by_caller.get(channel_id)
         if live is None:
             return
+        if reason is None:
+            reason = hangup_reason(self.hangup_requests.get(channel_id))
         self._forget(live)
         async with self.pool.acquire() as conn:
             await call_store.end(conn, live.call_id, reason, wrap_up=self.wrap_up(live))
-        log.info("call %s: caller left (%s)", live.call_id, reason)
+        if reason in LINE_LOST:
+            # No BYE came: the caller's client or line died (a killed softphone, a cut
+            # line). Not offered again; a missed call, so on the worklist.
+            log.warning("call %s: the caller's line was lost without a hang-up (%s)",
+                        live.call_id, reason)
+        else:
+            log.info("call %s: caller left (%s)", live.call_id, reason)
         for leg in [*live.legs, live.agent_channel]:
             if leg:
                 await self.ari.channel(leg).hangup()

@@ -72,6 +72,10 @@ class CallControl:
 
     async def on_any(self, event: Event) -> None:
         self.inboxes.route(event)
+        if event.get("type") == "ChannelHangupRequest":
+            self.queue.caller_hangup_request(event)
+        elif event.get("type") == "ChannelLeftBridge":
+            await self.queue.left_bridge(event)
         if event.get("type") == "ChannelDtmfReceived":
             channel_id = event["channel"]["id"]
             if not self.inboxes.has(channel_id) and channel_id in self.queue.by_caller:

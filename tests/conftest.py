@@ -27,7 +27,8 @@ import pytest
 import yaml
 
 from db.crypto import load_keyring
-from dialplan import render
+from dialplan import config as hotline_config
+from dialplan import prompts, render
 from hotline.postgres import local_dsn
 from ivr.ari import Ari
 from tests.link import CuttableLink
@@ -166,8 +167,10 @@ class Stack:
         return out.split("channel ")[1].split()[0]
 
     def prompt_seconds(self, prompt: str) -> float:
-        """How long a generated prompt plays."""
-        (wav,) = (VAR / "prompts").glob(f"{prompt}-*.wav")
+        """How long a generated prompt plays (with the wording of this stack's YAML: an
+        earlier wording's file may still be in the cache)."""
+        text = hotline_config.load(self.config).prompts[prompt]
+        wav = prompts.prompt_file(VAR / "prompts", prompt, text)
         with wave.open(str(wav)) as w:
             return w.getnframes() / w.getframerate()
 

@@ -48,6 +48,8 @@
 
   const END_REASONS = {
     caller_hangup: '来电方挂机',
+    rtp_timeout: '来电方线路中断（无语音）',
+    session_expired: '来电方线路中断（会话超时）',
     agent_hangup: '坐席挂机',
     no_answer: '坐席未接听',
     abandoned: '来电方放弃',

@@ -213,10 +213,13 @@ async def test_the_browser_is_the_agents_phone(
             media1 = browser.execute_async_script(BROWSER_MEDIA)
             print(f"webrtc channel RTP: Asterisk sent {tx0} -> {tx1}, received {rx0} -> {rx1};"
                   f" browser {media0} -> {media1}")
-            assert tx1 - tx0 >= 40 and rx1 - rx0 >= 40  # 50 packets a second each way
+            # 50 packets a second each way at best (75 in 1.5 s); what Asterisk passes on to
+            # the browser follows the citizen's looped pcap, which has gaps: half is audio
+            # flowing, nothing is silence.
+            assert tx1 - tx0 >= 30 and rx1 - rx0 >= 30
             # ...and as the browser counts it: DTLS-SRTP, G.711, the ICE pair it chose.
-            assert media1["received"] - media0["received"] >= 40
-            assert media1["sent"] - media0["sent"] >= 40
+            assert media1["received"] - media0["received"] >= 30
+            assert media1["sent"] - media0["sent"] >= 30
             assert media1["dtls"] == "connected" and media1["srtp"]
             assert media1["codec"] in ("audio/PCMU", "audio/PCMA")
 

@@ -83,6 +83,8 @@ def test_a_carrier_trunk_is_read() -> None:
      "  - id: b\n    match: [10.0.0.1]\n    host: 10.0.0.2\n", "a call must belong to one trunk"),
     ("trunks:\n  - id: a\n    match: [10.0.0.1]\n    host: 10.0.0.1\n"
      "    register: {username: u, password: 'short'}\n", "8 characters or more"),
+    ("trunks:\n  - id: a\n    match: [10.0.0.1]\n    host: 10.0.0.1\n"
+     "    rtp_timeout: 2\n", "rtp_timeout must be between 5 and 300"),
     ("dial_out:\n  trunks: [nowhere]\n", "names the trunk 'nowhere'"),
     ("dial_out:\n  trunks: []\n", "list of trunk ids"),
     ("system:\n  bind: 10.1.2.3\n", "must stay on loopback"),
@@ -117,6 +119,16 @@ def test_pjsip_conf_has_the_trunks_and_nobody_else() -> None:
     reg = section(pjsip, "trunk-telecom-reg")
     assert "client_uri = sip:037712345@10.7.0.1" in reg and "line = yes" in reg
     assert "rtpstart=30000\nrtpend=30999" in files["rtp.conf"]
+
+
+def test_a_trunk_may_end_silent_calls_sooner() -> None:
+    """rtp_timeout: seconds without RTP from the carrier before a call is ended (a far end
+    that vanished without a BYE); 60 unless the trunk says otherwise, 300 on hold."""
+    cfg = load(TRUNKS.replace("    dtmf: inband\n", "    dtmf: inband\n    rtp_timeout: 20\n"))
+    pjsip = render.render(cfg, DIRS, SECRETS)["pjsip.conf"]
+    unicom, telecom = section(pjsip, "trunk-unicom"), section(pjsip, "trunk-telecom")
+    assert "rtp_timeout = 60\n" in unicom and "rtp_timeout = 20\n" in telecom
+    assert "rtp_timeout_hold = 300" in telecom
 
 
 def test_each_trunk_maps_the_carriers_forms_to_the_hotline_numbers() -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ivr.channels import ChannelGone, Inbox, Inboxes
+from ivr.channels import ChannelGone, Inbox, Inboxes, hangup_reason
 
 
 def dtmf(channel_id: str, digit: str) -> dict:
@@ -147,3 +147,30 @@ async def test_inboxes_close_stops_routing() -> None:
     boxes.route(dtmf("chan-a", "1"))
     assert a.queue.empty()
     assert boxes.open("chan-a") is not a
+
+
+def hangup_request(channel_id: str, **fields: object) -> dict:
+    return {"type": "ChannelHangupRequest", "channel": {"id": channel_id}, **fields}
+
+
+@pytest.mark.parametrize("fields, reason", [
+    # What Asterisk 22 sends for a carrier's leg (seen in tests/ivr/test_trunk_bad_input_e2e):
+    ({"cause": 16}, "caller_hangup"),  # their BYE
+    ({}, "caller_hangup"),  # a BYE with no cause at all
+    ({"cause": 1, "soft": True}, "rtp_timeout"),  # res_pjsip_sdp_rtp: no RTP for rtp_timeout
+    ({"cause": 18, "tech_cause": 408}, "session_expired"),  # session timer, no refresh
+    ({"cause": 32, "soft": True}, "caller_hangup"),  # hung up through ARI (us)
+])
+def test_why_a_callers_line_ended(fields: dict, reason: str) -> None:
+    assert hangup_reason(hangup_request("c1", **fields)) == reason
+    assert hangup_reason(None) == "caller_hangup"
+
+
+async def test_inbox_keeps_the_first_hangup_request() -> None:
+    """Asterisk may send two (the RTP timeout's, then the bridge's); the first says why."""
+    box = Inbox()
+    box.put(hangup_request("c1", cause=1, soft=True))
+    box.put(hangup_request("c1", cause=16, soft=True))
+    assert box.hangup is not None and hangup_reason(box.hangup) == "rtp_timeout"
+    with pytest.raises(ChannelGone):
+        await box.next(timeout=0.1)
