@@ -297,18 +297,7 @@ def _webrtc_phones(cfg: HotlineConfig) -> list[str]:
             *_media(cfg),
             *acl,
             "",
-            f"[{pid}-auth]",
-            "type = auth",
-            "auth_type = userpass",
-            f"username = {pid}",
-            f"password = {phone.secret or ''}",
-            "",
-            f"[{pid}]",
-            "type = aor",
-            # One registration: the desk opened again elsewhere replaces the first.
-            "max_contacts = 1",
-            "remove_existing = yes",
-            "",
+            *_sip_account(pid, phone.secret or ""),
         ]
     return out
 
@@ -356,6 +345,14 @@ def _pjsip_phone(cfg: HotlineConfig, pid: str, secret: str) -> list[str]:
         *acl,
         *contact_acl,
         "",
+        *_sip_account(pid, secret),
+    ]
+
+
+def _sip_account(pid: str, secret: str) -> list[str]:
+    """A phone's digest account and its single registration (a second device, or the desk
+    opened again elsewhere, replaces the first)."""
+    return [
         f"[{pid}-auth]",
         "type = auth",
         "auth_type = userpass",
@@ -364,7 +361,6 @@ def _pjsip_phone(cfg: HotlineConfig, pid: str, secret: str) -> list[str]:
         "",
         f"[{pid}]",
         "type = aor",
-        # One registration per phone: a second device replaces the first.
         "max_contacts = 1",
         "remove_existing = yes",
         "",

@@ -95,7 +95,14 @@ def _test_config() -> Path:
         "voice_message": "坐席全忙，请留言，按井号结束。",
         "callback_ok": "已保留排队位置，请挂机。",
         "progress_ask_case": "请输入工单编号，按井号结束。",
+        "progress_ask_code": "请输入查询码。",
+        "progress_wrong": "编号或查询码不对。",
         "progress_gave_up": "查询未成功，再见。",
+        "progress_bye": "再见。",
+        "callback_confirm": "回拨号码：",
+        "callback_keys": "确认按1，等候按2。",
+        "callback_agent": "正在回拨。",
+        "voice_message_thanks": "留言已记录。",
     })
     # One test number per strategy, each with its own queue and a short greeting.
     data["prompts"]["t_hello"] = "您好"

@@ -26,7 +26,7 @@ from tests.conftest import VAR, Stack, wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
 
 
-def _chromium() -> Iterator[WebDriver]:
+def _chromium(*extra_flags: str) -> Iterator[WebDriver]:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
         pytest.fail("chromium and chromium-driver are needed (`make test` installs them)")
@@ -36,7 +36,7 @@ def _chromium() -> Iterator[WebDriver]:
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 "--window-size=1400,900", f"--user-data-dir={profile}"):
+                 "--window-size=1400,900", f"--user-data-dir={profile}", *extra_flags):
         opts.add_argument(flag)
     b = webdriver.Chrome(service=Service(executable_path=driver), options=opts)
     yield b

@@ -9,8 +9,6 @@ from __future__ import annotations
 import array
 import asyncio
 import io
-import shutil
-import tempfile
 import time
 import wave
 from collections.abc import Iterator
@@ -18,13 +16,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from ivr.ari import Ari
-from tests.agent_desk.test_desk_browser import until
+from tests.agent_desk.test_desk_browser import _chromium, until
 from tests.conftest import SIP_TARGET, VAR, Stack, new_id, wait_until
 from tests.sip import citizen_call
 
@@ -75,26 +71,13 @@ pc.getStats().then((report) => {
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.fail("chromium and chromium-driver are needed (`make test` installs them)")
-    profile = tempfile.mkdtemp(prefix="hotline-chromium-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 "--window-size=1400,900", f"--user-data-dir={profile}",
-                 # The microphone: allowed without asking, and a generated beep.
-                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                 "--autoplay-policy=no-user-gesture-required"):
-        opts.add_argument(flag)
-    b = webdriver.Chrome(service=Service(executable_path=driver), options=opts)
-    b.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": KEEP_PEER_CONNECTIONS})
-    b.set_script_timeout(10)
-    yield b
-    b.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    # The microphone: allowed without asking, and a generated beep.
+    for b in _chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                       "--autoplay-policy=no-user-gesture-required"):
+        b.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                          {"source": KEEP_PEER_CONNECTIONS})
+        b.set_script_timeout(10)
+        yield b
 
 
 def _bar(browser: WebDriver, attribute: str) -> str:

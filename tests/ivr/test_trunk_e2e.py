@@ -93,73 +93,68 @@ async def test_a_caller_id_that_is_not_a_number_counts_as_withheld(
         await calls.stop()
 
 
-async def _withheld_caller_asks_for_a_callback(stack: Stack, db: asyncpg.Connection,
-                                               number: str, tmp_path: Path) -> Any:
-    """A caller with Privacy: id keys a callback number, waits, presses 1 (callback key),
-    confirms with 1 and hangs up; returns the call's row once it keeps its place."""
-    since = time.time() - 1
+async def _ask_for_a_callback(stack: Stack, number: str, log_dir: Path) -> Any:
+    """A caller with Privacy: id keys a callback number, waits, presses 1 (the callback
+    key), confirms with 1 and hangs up when told their place is kept."""
     greeting = stack.prompt_seconds("welcome_12345")
     keys = f"{number}#,,,1,,,,1"  # "," is a one-second pause
-    calls = await citizen_call(SIP_TARGET, "12345", caller="13800138000",
-                               pai="13800138000", privacy=True, digits=keys,
-                               digits_after=greeting + 2.5, hold=greeting + 60,
-                               log_dir=tmp_path)
-    await wait_until(db, "SELECT count(*) = 1 FROM calls WHERE callback_at IS NOT NULL "
-                         "AND arrived_at >= to_timestamp($1)", since, timeout=60)
-    result = await calls.wait(timeout=30)  # the hotline hung up after "callback_ok"
-    assert [c.ended_by for c in result.calls] == ["remote"], result.describe()
-    [row] = await new_calls(db, since)
-    case = await case_store.get(db, stack.keyring(), row["case_id"])
-    assert case is not None and case["caller_number"] is None  # Privacy: id respected
-    return row
+    return await citizen_call(SIP_TARGET, "12345", caller="13800138000", pai="13800138000",
+                              privacy=True, digits=keys, digits_after=greeting + 2.5,
+                              hold=greeting + 60, log_dir=log_dir)
 
 
-async def test_a_withheld_callers_callback_leaves_through_the_trunk_with_the_hotline_number(
+async def test_withheld_callers_are_called_back_through_the_trunk_or_refused_with_a_reason(
     stack: Stack, db: asyncpg.Connection, desk: Any, carrier: FarEnd, tmp_path: Path
 ) -> None:
-    row = await _withheld_caller_asks_for_a_callback(stack, db, "13612345678", tmp_path)
+    """Two withheld callers ask to be called back, the first at an international number:
+    it is refused with its reason on the worklist and never reaches the carrier; the second
+    is called on the demo trunk and sees the hotline's number."""
+    since = time.time() - 1
+    first = await _ask_for_a_callback(stack, "0044207946000", tmp_path / "first")
+    await asyncio.sleep(1.5)  # so they wait in this order
+    second = await _ask_for_a_callback(stack, "13612345678", tmp_path / "second")
+    await wait_until(db, "SELECT count(*) = 2 FROM calls WHERE callback_at IS NOT NULL "
+                         "AND arrived_at >= to_timestamp($1)", since, timeout=60)
+    for calls in (first, second):  # the hotline hung up after "callback_ok"
+        result = await calls.wait(timeout=30)
+        assert [c.ended_by for c in result.calls] == ["remote"], result.describe()
+    refused, called = await new_calls(db, since)
+    for row in (refused, called):
+        case = await case_store.get(db, stack.keyring(), row["case_id"])
+        assert case is not None and case["caller_number"] is None  # Privacy: id respected
+
     agent = await desk("agent1")
     await agent.set_state("ready")
+    # The first: refused by the dial guard, on the worklist with the reason in words.
+    await wait_until(db, "SELECT end_reason = 'callback_refused' FROM calls WHERE id = $1",
+                     refused["id"], timeout=40)
+    item = await db.fetchrow("SELECT * FROM worklist WHERE call_id = $1", refused["id"])
+    assert item["kind"] == "callback" and item["reason"] == "callback_refused"
+    status, body = await agent.request("GET", "/api/worklist")
+    assert status == 200
+    [shown] = [i for i in body["items"] if i["call_id"] == str(refused["id"])]
+    assert "外呼检查" in shown["reason_text"]
+    attempt = await db.fetchrow("SELECT * FROM dial_attempts WHERE call_id = $1", refused["id"])
+    assert attempt["outcome"] == "refused" and attempt["reason"] == "international"
+
+    # The second: the agent is free again, and the citizen is called through the trunk.
     [seen] = await carrier.wait_for_calls(1, timeout=40, outcome="answered")
     assert seen.dialled == "13612345678"
     assert seen.caller_id == "12345" and seen.pai == "12345"  # the citizen sees 12345
-    await wait_until(db, "SELECT state = 'connected' FROM calls WHERE id = $1", row["id"])
-    call = await db.fetchrow("SELECT * FROM calls WHERE id = $1", row["id"])
+    assert len(carrier.calls()) == 1  # nothing was ever dialled for the refused number
+    await wait_until(db, "SELECT state = 'connected' FROM calls WHERE id = $1", called["id"])
+    call = await db.fetchrow("SELECT * FROM calls WHERE id = $1", called["id"])
     async with stack.ari() as ari:
         bridge = {b["id"]: b for b in await ari.bridges()}[call["bridge_id"]]
         callee = await ari.request("GET", f"/channels/{call['callback_channel_id']}")
     assert sorted(bridge["channels"]) == sorted([call["agent_channel_id"],
                                                  call["callback_channel_id"]])
     assert callee["name"].startswith("PJSIP/trunk-demo-")
-    attempt = await db.fetchrow("SELECT * FROM dial_attempts WHERE call_id = $1", row["id"])
+    attempt = await db.fetchrow("SELECT * FROM dial_attempts WHERE call_id = $1", called["id"])
     assert attempt["outcome"] == "dialled" and attempt["purpose"] == "queue_callback"
     # The attempt is kept under the number's blind index, never the number.
     assert await db.fetchval("SELECT count(*) FROM dial_attempts d "
                              "WHERE row_to_json(d)::text LIKE '%13612345678%'") == 0
-
-
-async def test_a_callback_to_an_international_number_is_refused_with_a_reason(
-    stack: Stack, db: asyncpg.Connection, desk: Any, carrier: FarEnd, tmp_path: Path
-) -> None:
-    row = await _withheld_caller_asks_for_a_callback(stack, db, "0044207946000", tmp_path)
-    agent = await desk("agent1")
-    await agent.set_state("ready")
-    await wait_until(db, "SELECT end_reason = 'callback_refused' FROM calls WHERE id = $1",
-                     row["id"], timeout=40)
-    item = await db.fetchrow("SELECT * FROM worklist WHERE call_id = $1", row["id"])
-    assert item["kind"] == "callback" and item["reason"] == "callback_refused"
-    status, body = await agent.request("GET", "/api/worklist")
-    assert status == 200
-    [shown] = [i for i in body["items"] if i["call_id"] == str(row["id"])]
-    assert "外呼检查" in shown["reason_text"]
-    attempt = await db.fetchrow("SELECT * FROM dial_attempts WHERE call_id = $1", row["id"])
-    assert attempt["outcome"] == "refused" and attempt["reason"] == "international"
-    # Nothing reached the carrier, and the agent is free for the next caller.
-    await asyncio.sleep(1)
-    # (A BYE the last test's call retransmits may reach this far end: only INVITEs count.)
-    assert [c for c in carrier.calls() if c.ruri] == []
-    await wait_until(db, "SELECT state IN ('ready', 'wrap_up') FROM agents "
-                         "WHERE login = 'agent1'")
 
 
 async def test_click_to_dial_from_the_worklist_rings_the_agent_then_the_citizen(
