@@ -374,6 +374,11 @@ async def gather_status(rt: Runtime) -> dict[str, Any]:
             {"login": a["login"], "name": a["display_name"], "state": a["state"],
              "reason": a["reason"], "since": a["state_since"].isoformat()} for a in agents
         ]
+    except asyncpg.PostgresError as e:
+        # Reachable but not ready (a start applying its migrations): say so, never crash.
+        comp["database"] = {"ok": False, "detail": f"not ready: {e}"}
+        comp.setdefault("ari", {"ok": False, "detail": "unknown (database not ready)"})
+        out["queue"] = {"waiting": [], "agents": []}
     finally:
         await conn.close()
     return out

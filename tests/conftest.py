@@ -166,7 +166,10 @@ class Stack:
 
     def status(self) -> dict[str, Any]:
         r = self.cli("status", "--json", check=False)
-        return json.loads(r.stdout)
+        try:
+            return dict(json.loads(r.stdout))
+        except ValueError:
+            return {"error": r.stderr[-2000:]}  # not up yet: the caller asks again
 
     def call(self, number: str, caller: str, *extra: str) -> str:
         """Place a citizen call; return the citizen-side channel id."""
