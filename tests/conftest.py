@@ -209,6 +209,28 @@ def stack() -> Iterator[Stack]:
     log = (VAR / "run.log").open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "hotline.cli", "run"], env=env, cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT)
+    try:
+        s = _wait_until_up(config, env, proc, link)
+    except BaseException:
+        # Whatever failed, never leave the stack running for the next run to trip on.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        link.close()
+        raise
+    yield s
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    link.close()
+
+
+def _wait_until_up(config: Path, env: dict[str, str], proc: subprocess.Popen[bytes],
+                   link: CuttableLink) -> Stack:
     secrets = None
     s = None
     deadline = time.monotonic() + 240
@@ -227,16 +249,9 @@ def stack() -> Iterator[Stack]:
                 break
         time.sleep(1)
     else:
-        proc.send_signal(signal.SIGTERM)
         pytest.fail(f"the hotline did not come up in 240 s; see {VAR}")
     assert s is not None
-    yield s
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    link.close()
+    return s
 
 
 @pytest.fixture
