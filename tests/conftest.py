@@ -289,6 +289,10 @@ async def _hang_up_everything(stack: Stack, db: asyncpg.Connection) -> None:
     async with stack.ari() as ari:
         for ch in await ari.channels():
             await ari.channel(ch["id"]).hangup()
+    # A caller waiting to be called back has no channel left to hang up: end that call.
+    await db.execute("UPDATE calls SET state = 'ended', ended_at = now(), "
+                     "end_reason = 'test_cleanup' WHERE state = 'waiting' "
+                     "AND callback_at IS NOT NULL")
     await wait_until(db, "SELECT count(*) = 0 FROM calls WHERE state <> 'ended'", timeout=20)
     await db.execute("UPDATE agents SET state = 'logged_out', reason = NULL")
 
