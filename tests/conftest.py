@@ -213,14 +213,13 @@ def stack() -> Iterator[Stack]:
         s = _wait_until_up(config, env, proc, link)
     except BaseException:
         # Whatever failed, never leave the stack running for the next run to trip on.
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        link.close()
+        _stop(proc, link)
         raise
     yield s
+    _stop(proc, link)
+
+
+def _stop(proc: subprocess.Popen[bytes], link: CuttableLink) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(60)
