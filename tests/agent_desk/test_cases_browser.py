@@ -236,7 +236,9 @@ async def test_a_call_registered_assigned_handled_and_closed(
                 ("", "0", "…"), "待审核 counted after the push")
     await until(lambda: _text(browser, "#d-status") == "已反馈待审核", "the open case refreshed")
     await _open(browser, "to_review", case_id)
-    assert "已抢修更换故障变压器" in _text(browser, "#d-assignments")
+    # Opening the case that is already open re-renders its detail: read it once settled.
+    await until(lambda: "已抢修更换故障变压器" in _text(browser, "#d-assignments"),
+                "the unit's result in the detail")
     browser.find_element(By.ID, "review-summary").send_keys("供电公司已更换故障变压器，恢复供电。")
     await _click(browser, "[data-action='review'] .btn-primary", "审核通过")
     await _flash(browser, "审核通过")
