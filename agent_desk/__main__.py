@@ -1,6 +1,7 @@
 """`python -m agent_desk`: serve the agent desk.
 
-Reads DATABASE_URL, HOTLINE_CONFIG and HOTLINE_KEY_FILE (or HOTLINE_KEYS).
+Reads DATABASE_URL, HOTLINE_CONFIG and HOTLINE_KEY_FILE (or HOTLINE_KEYS), and
+HOTLINE_SECRETS_FILE for the generated secrets of webrtc phones.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from db import keys, logsafe
 from db import pool as db_pool
 from db.crypto import CryptoError, load_keyring
 from dialplan import config
+from dialplan.render import read_phone_secrets
 
 log = logging.getLogger("agent_desk")
 
@@ -33,8 +35,11 @@ async def build() -> web.Application | None:
     except (config.ConfigError, CryptoError, ConnectionError) as e:
         log.error("cannot start: %s", e)
         return None
+    secrets_file = os.environ.get("HOTLINE_SECRETS_FILE")
     app = make_app(cfg, pool, keyring, os.environ["DATABASE_URL"],
-                   os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"))
+                   os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"),
+                   phone_secrets=(lambda: read_phone_secrets(secrets_file))
+                   if secrets_file else None)
 
     async def close_pool(_app: web.Application) -> None:
         await pool.close()

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +77,9 @@ class Desk:
     # The clock of lock-outs, sessions and TOTP codes (tests move it).
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     session_check_seconds: float = SESSION_CHECK_SECONDS
+    # The generated phone secrets (phone id -> secret), read when asked: a phone that
+    # `config apply` adds gets its secret after the desk started.
+    phone_secrets: Callable[[], Mapping[str, str]] = field(default=lambda: {})
 
 
 DESK: web.AppKey[Desk] = web.AppKey("desk", Desk)
@@ -1019,11 +1022,13 @@ async def _listen(app: web.Application) -> Any:
 
 
 def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
-             dsn: str, config_path: str | None = None) -> web.Application:
-    """The desk's aiohttp application."""
+             dsn: str, config_path: str | None = None,
+             phone_secrets: Callable[[], Mapping[str, str]] | None = None) -> web.Application:
+    """The desk's aiohttp application (phone_secrets: the generated phone secrets)."""
     app = web.Application(middlewares=[error_middleware, auth_middleware],
                           client_max_size=MAX_BODY)
-    app[DESK] = Desk(cfg, pool, keyring, dsn, config_path=config_path)
+    app[DESK] = Desk(cfg, pool, keyring, dsn, config_path=config_path,
+                     phone_secrets=phone_secrets or dict)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", health)
     app.router.add_get("/api/openapi.json", openapi)

@@ -47,8 +47,9 @@ def routes(key: web.AppKey[Any], cookie: str) -> list[web.RouteDef]:
     """The softphone's account and its SIP WebSocket, with the desk's state from app[key]
     (`cookie`: the session cookie's name, to notice the session's end)."""
 
-    async def own_webrtc_phone(request: web.Request) -> Phone | web.Response:
-        """The session's agent's phone if it is a webrtc phone, else the refusal."""
+    async def own_webrtc_phone(request: web.Request) -> tuple[Phone, str] | web.Response:
+        """The session's agent's webrtc phone and its secret (the YAML's, else the
+        generated one), else the refusal."""
         desk = request.app[key]
         session: session_store.Session = request["session"]
         async with desk.pool.acquire() as conn:
@@ -56,17 +57,22 @@ def routes(key: web.AppKey[Any], cookie: str) -> list[web.RouteDef]:
         if agent is None or agent["role"] not in PHONE_ROLES:
             return _error(403, "只有坐席和值班长有电话")
         phone = desk.cfg.phones.get(agent["phone"] or "")
-        if phone is None or phone.type != "webrtc" or not phone.secret:
+        if phone is None or phone.type != "webrtc":
             return _error(404, "您的电话不是网页电话")
-        return phone
+        secret = phone.secret or desk.phone_secrets().get(phone.id)
+        if not secret:
+            # Rendered only with a secret, so Asterisk has no account for it either.
+            return _error(503, "网页电话尚未开通，请联系管理员")
+        return phone, secret
 
     async def account(request: web.Request) -> web.Response:
-        phone = await own_webrtc_phone(request)
-        if isinstance(phone, web.Response):
-            return phone
+        found = await own_webrtc_phone(request)
+        if isinstance(found, web.Response):
+            return found
+        phone, secret = found
         return web.json_response(
             {"phone": phone.id, "sip_uri": f"sip:{phone.id}@{SIP_DOMAIN}",
-             "ws_path": SIP_PATH, "password": phone.secret},
+             "ws_path": SIP_PATH, "password": secret},
             headers={"Cache-Control": "no-store"})
 
     async def sip(request: web.Request) -> web.StreamResponse:
@@ -74,9 +80,10 @@ def routes(key: web.AppKey[Any], cookie: str) -> list[web.RouteDef]:
         origin = request.headers.get("Origin")
         if origin and urlsplit(origin).netloc != request.host:
             return _error(403, "不允许从其他网站连接")
-        phone = await own_webrtc_phone(request)
-        if isinstance(phone, web.Response):
-            return phone
+        found = await own_webrtc_phone(request)
+        if isinstance(found, web.Response):
+            return found
+        phone = found[0]
         browser = web.WebSocketResponse(protocols=(SIP_SUBPROTOCOL,), heartbeat=20,
                                         max_msg_size=MAX_FRAME)
         if not browser.can_prepare(request).ok:

@@ -32,6 +32,7 @@ ALERT = "alert"  # a major emergency was reported to the emergency office: repor
 KEYS = "keys"  # the keys changed (new primary data key or index key): reload the keyring
 DIAL = "dial"  # an agent asked for a call out from the desk: outbound_id (call control dials)
 OUTBOUND = "outbound"  # a call out moved on: outbound_id, state, agent_id, case_id[, outcome]
+SIP_BANS = "sip_bans"  # an address was banned or a ban lifted: the SIP guard rewrites its ACL
 
 
 async def notify(conn: asyncpg.Connection, kind: str, **data: Any) -> None:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dialplan import yamlsrc
+from dialplan import sipguard, yamlsrc
 from dialplan.checks import ConfigChecker
 from dialplan.numbering import GuardRules
+from dialplan.sipguard import SipGuard
 from dialplan.trunks import (
     DialOut,
     Trunk,
@@ -156,6 +157,8 @@ class System:
     # Reverse proxies (addresses or networks) whose X-Forwarded-Proto / X-Forwarded-For the
     # desk believes; from any other peer those headers are ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # Addresses that keep failing at Asterisk's door are shut out (dialplan/sipguard.py).
+    sip_guard: SipGuard = SipGuard()
 
 
 # The settings of the units' assessment score (casework.stats.AssessmentFormula).
@@ -574,8 +577,6 @@ def _phones(c: _Checker, node: Node) -> dict[str, Phone]:
             c.err(v["type"].line, f"phone {pid} type must be 'virtual', 'pjsip' or 'webrtc', "
                                   f"not '{kind}'")
         secret = c.text(v.get("secret"), f"phone {pid} secret") if "secret" in v else None
-        if kind == "webrtc" and not secret:
-            c.err(p.line, f"phone {pid} is a {kind} phone and needs a 'secret'")
         weak = weak_secret(secret, pid) if secret is not None else None
         if weak:
             c.err(v["secret"].line, f"phone {pid} secret {weak}; leave 'secret' out and one "
@@ -616,7 +617,7 @@ def weak_secret(secret: str, phone_id: str) -> str | None:
 
 def _system(c: _Checker, node: Node) -> System:
     fields = {"bind", "sip_bind", "rtp_ports", "phone_networks", "ari_port", "ami_port",
-              "sip_port", "desk_port", "agi_port", "trusted_proxies"}
+              "sip_port", "desk_port", "agi_port", "trusted_proxies", "sip_guard"}
     if isinstance(node.value, dict) and "callback_dial" in node.value:
         c.err(node.keys["callback_dial"], "callback_dial is gone: calls out now leave through "
               "the trunks named under 'dial_out' (see docs/configuration.md)")
@@ -656,7 +657,8 @@ def _system(c: _Checker, node: Node) -> System:
     phones = check_networks(c, s.get("phone_networks"), "system phone_networks") \
         if "phone_networks" in s else ()
     return System(bind=bind, sip_bind=sip_bind, rtp_ports=rtp, phone_networks=phones,
-                  trusted_proxies=_proxies(c, s), **ports)
+                  trusted_proxies=_proxies(c, s), sip_guard=sipguard.parse(c, s.get("sip_guard")),
+                  **ports)
 
 
 def _address(c: _Checker, node: Node | None, where: str, default: str) -> str:

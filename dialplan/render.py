@@ -6,9 +6,12 @@ same bytes, so an applied configuration can be compared and versioned.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from dialplan import sipguard
 from dialplan.config import HotlineConfig
 from dialplan.trunks import DTMF_MODES, RTP_TIMEOUT, Trunk
 
@@ -67,6 +70,23 @@ class AsteriskDirs:
     @property
     def data(self) -> str:
         return f"{self.base}/data"
+
+
+# In the secrets file (var/secrets.json), a generated phone secret is kept as "phone:<id>".
+PHONE_SECRET_PREFIX = "phone:"
+
+
+def read_phone_secrets(path: str | Path) -> dict[str, str]:
+    """The generated phone secrets in the secrets file (phone id -> secret); {} when the
+    file is missing or unreadable (then a phone without a YAML secret has no account)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k[len(PHONE_SECRET_PREFIX):]: v for k, v in data.items()
+            if isinstance(k, str) and k.startswith(PHONE_SECRET_PREFIX) and isinstance(v, str)}
 
 
 @dataclass(frozen=True)
@@ -208,7 +228,7 @@ deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
 ; Only what the hotline uses: events, and reloading configuration. No originate and
 ; no command: Asterisk runs as root, so those would hand out a shell.
-read = system,call,agent,reporting
+read = system,call,agent,reporting,security
 write = system,config
 """
 
@@ -243,11 +263,14 @@ def _pjsip_conf(cfg: HotlineConfig, secrets: Secrets) -> str:
             out += _pjsip_phone(cfg, phone.id, secrets.phone_secret(phone.secret, phone.id))
     for trunk in cfg.trunks:
         out += _pjsip_trunk(cfg, trunk)
-    out += _webrtc_phones(cfg)
+    out += _webrtc_phones(cfg, secrets)
+    if cfg.system.sip_guard.enabled:
+        # The SIP guard's bans (hotline/sipguard.py writes the file; absent: none yet).
+        out += [f"#tryinclude {sipguard.BANS_FILE}", ""]
     return "\n".join(out)
 
 
-def _webrtc_phones(cfg: HotlineConfig) -> list[str]:
+def _webrtc_phones(cfg: HotlineConfig, secrets: Secrets) -> list[str]:
     """Agents' browsers at the desk: SIP over a WebSocket, DTLS-SRTP media.
 
     The browser never reaches Asterisk's HTTP server itself: the desk proxies its /sip
@@ -297,7 +320,7 @@ def _webrtc_phones(cfg: HotlineConfig) -> list[str]:
             *_media(cfg),
             *acl,
             "",
-            *_sip_account(pid, phone.secret or ""),
+            *_sip_account(pid, secrets.phone_secret(phone.secret, pid)),
         ]
     return out
 

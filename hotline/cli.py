@@ -18,6 +18,7 @@
   hotline keys rotate [--index]    new data key (or index key), re-encrypt while running
   hotline keys migrate             move a version-1 key file to envelope keys (version 2)
   hotline phones [ID]              agents' phones; with an id, what to set on that phone
+  hotline sip-bans [lift ADDRESS]  addresses the SIP guard shut out; lift one by hand
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     _keys_parser(sub)
     ph = sub.add_parser("phones", help="agents' phones; with an id, what to set on that phone")
     ph.add_argument("phone", nargs="?", help="a phone id: print its SIP account and secret")
+    bans = sub.add_parser("sip-bans", help="addresses the SIP guard shut out (newest first)")
+    bans.add_argument("action", nargs="?", choices=["lift"], help="lift the ban on ADDRESS")
+    bans.add_argument("address", nargs="?", help="the banned address")
     return p
 
 
@@ -102,9 +106,59 @@ def main(argv: list[str] | None = None) -> int:
             return _keys(rt, args)
         if args.command == "phones":
             return _phones(rt, args.phone)
+        if args.command == "sip-bans":
+            return asyncio.run(_sip_bans(rt, args.action, args.address))
     except KeyboardInterrupt:
         return 130
     return 2
+
+
+# -- hotline sip-bans --------------------------------------------------------------------------
+
+
+async def _sip_bans(rt: Runtime, action: str | None, address: str | None) -> int:
+    """List the SIP guard's bans, or lift the one in force on an address."""
+    import ipaddress
+    from datetime import UTC, datetime
+
+    from db import sipbans
+    from hotline.apply import who
+
+    if action == "lift":
+        try:
+            address = str(ipaddress.ip_address(address or ""))
+        except ValueError:
+            print("say which address to let in again, e.g. `hotline sip-bans lift "
+                  "203.0.113.9`", file=sys.stderr)
+            return 2
+    conn = await _database(rt)
+    if conn is None:
+        return 1
+    try:
+        if action == "lift" and address:
+            if not await sipbans.lift(conn, address, by=who(), now=datetime.now(UTC)):
+                print(f"{address} is not banned", file=sys.stderr)
+                return 1
+            print(f"{address} may reach Asterisk again (the SIP guard reloads its ACL within "
+                  "a second)")
+            return 0
+        rows = await sipbans.recent(conn)
+    finally:
+        await conn.close()
+    if not rows:
+        print("no address has been banned")
+        return 0
+    now = datetime.now(UTC)
+    for r in rows:
+        if r["lifted_at"] is None and r["until"] > now:
+            state = f"banned until {r['until']:%Y-%m-%d %H:%M:%S %Z}"
+        elif r["lifted_by"] == "expired" or r["lifted_at"] is None:
+            state = "expired"
+        else:
+            state = f"lifted by {r['lifted_by']} at {r['lifted_at']:%Y-%m-%d %H:%M:%S %Z}"
+        print(f"{r['address']:<39} {r['failures']:>5} x {r['reason']:<24} since "
+              f"{r['banned_at']:%Y-%m-%d %H:%M:%S %Z}; {state}")
+    return 0
 
 
 # -- hotline phones ----------------------------------------------------------------------------
@@ -355,6 +409,20 @@ async def gather_status(rt: Runtime) -> dict[str, Any]:
             fresh = float(jobs["age"]) < 180
             comp["casework"] = {"ok": fresh, "detail": "urging overdue cases" if fresh else
                                 f"case-workflow jobs silent for {float(jobs['age']):.0f} s"}
+        guard = await conn.fetchrow(
+            """SELECT details, extract(epoch FROM now() - updated_at) AS age FROM service_status
+               WHERE name = 'sipguard'""")
+        if guard is None:
+            comp["sipguard"] = {"ok": False, "detail": "the SIP guard has never run"}
+        else:
+            g = json.loads(guard["details"])
+            fresh = float(guard["age"]) < 60  # it reports every 15 s
+            comp["sipguard"] = {
+                "ok": fresh,
+                "detail": (f"watching; {g.get('banned', 0)} address(es) banned "
+                           "(`hotline sip-bans`)" if g.get("watching") else "off (sip_guard "
+                           "enabled: false)") if fresh
+                else f"SIP guard silent for {float(guard['age']):.0f} s"}
         rows = await conn.fetch(
             """SELECT id, dialled_number, service, queue, state, trunk,
                       extract(epoch FROM now() - entered_queue_at) AS waited

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from db.crypto import create_key_file
 from dialplan.config import HotlineConfig
-from dialplan.render import Secrets
+from dialplan.render import PHONE_SECRET_PREFIX, Secrets
 
 # Phone types that register with a SIP secret.
 SIP_PHONE_TYPES = ("pjsip", "webrtc")
@@ -107,10 +107,11 @@ class Runtime:
         cfg, also the SIP secrets of its phones that have none in the YAML (generated the
         first time a phone is seen, then kept, so a provisioned phone keeps working)."""
         wanted = [] if cfg is None else sorted(
-            f"phone:{p.id}" for p in cfg.phones.values()
+            f"{PHONE_SECRET_PREFIX}{p.id}" for p in cfg.phones.values()
             if p.type in SIP_PHONE_TYPES and not p.secret)
         data = self._secret_data(wanted)
-        phones = {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith("phone:")}
+        phones = {k[len(PHONE_SECRET_PREFIX):]: v for k, v in data.items()
+                  if k.startswith(PHONE_SECRET_PREFIX)}
         return Secrets(data["ari_user"], data["ari_password"], data["ami_user"],
                        data["ami_secret"], phones=phones)
 
@@ -123,6 +124,8 @@ class Runtime:
             HOTLINE_CONFIG=str(self.config_path),
             HOTLINE_ARI_USER=s.ari_user,
             HOTLINE_ARI_PASSWORD=s.ari_password,
+            # The desk hands an agent's browser its webrtc phone's generated secret.
+            HOTLINE_SECRETS_FILE=str(self.secrets_file),
         )
         if not os.environ.get("HOTLINE_KEYS"):
             env["HOTLINE_KEY_FILE"] = str(self.key_file)

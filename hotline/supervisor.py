@@ -236,10 +236,17 @@ def run(rt: Runtime, quiet: bool = False) -> int:
 
 def _services(rt: Runtime, env: dict[str, str]) -> list[Service]:
     py = sys.executable
+    # Only the SIP guard reads AMI (its security events, and reloading its ACL).
+    guard_env = dict(env)
+    if env:
+        s = rt.secrets()
+        guard_env.update(HOTLINE_AMI_USER=s.ami_user, HOTLINE_AMI_SECRET=s.ami_secret)
     return [
         Service("ivr", [py, "-m", "ivr"], env, rt.log_dir / "ivr.log"),
         Service("desk", [py, "-m", "agent_desk"], env, rt.log_dir / "desk.log"),
         Service("casework", [py, "-m", "casework"], env, rt.log_dir / "casework.log"),
+        Service("sipguard", [py, "-m", "hotline.sipguard"], guard_env,
+                rt.log_dir / "sipguard.log"),
     ]
 
 

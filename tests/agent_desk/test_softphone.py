@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,6 +24,7 @@ from db import agents as agent_store
 from db import pool as db_pool
 from db.crypto import Keyring
 from dialplan import config
+from dialplan.render import read_phone_secrets
 from tests.conftest import ROOT, closed_port
 
 REGISTER = "REGISTER sip:hotline SIP/2.0\r\nVia: SIP/2.0/WS x.invalid\r\n\r\n"
@@ -50,29 +53,36 @@ class FakeAsterisk:
 
 
 @pytest.fixture
-async def relay(pg_dsn: str, conn: asyncpg.Connection) -> AsyncIterator[dict[str, Any]]:
+async def relay(pg_dsn: str, conn: asyncpg.Connection,
+                tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     fake = FakeAsterisk()
     asterisk = web.Application()
     asterisk.router.add_get("/ws", fake.ws)
     asterisk_server = TestServer(asterisk, host="127.0.0.1")
     await asterisk_server.start_server()
     cfg = config.load(ROOT / "config" / "hotline.yaml")
+    # 8201's secret is in the YAML; 8202's was generated (the secrets file).
     cfg = dataclasses.replace(
-        cfg, phones={**cfg.phones, "8201": config.Phone("8201", "webrtc", secret="pw-8201")},
+        cfg, phones={**cfg.phones, "8201": config.Phone("8201", "webrtc", secret="pw-8201"),
+                     "8202": config.Phone("8202", "webrtc")},
         system=dataclasses.replace(cfg.system, bind="127.0.0.1",
                                    ari_port=asterisk_server.port or 0))
-    for login, phone in (("agent_web", "8201"), ("agent1", "8001")):
+    for login, phone in (("agent_web", "8201"), ("agent1", "8001"), ("agent_gen", "8202")):
         await conn.execute(
             "INSERT INTO agents (login, display_name, role, phone, password_hash) "
             "VALUES ($1, $1, 'agent', $2, $3)", login, phone, agent_store.hash_password("pw"))
     keys = Keyring({"k1": os.urandom(32)}, "k1", os.urandom(32))
     pool = await db_pool.connect(pg_dsn)
-    app = make_app(cfg, pool, keys, pg_dsn)
+    secrets_file = tmp_path / "secrets.json"
+    secrets_file.write_text(json.dumps({"ari_password": "x", "phone:8202": "gen-8202-secret"}))
+    app = make_app(cfg, pool, keys, pg_dsn,
+                   phone_secrets=lambda: read_phone_secrets(secrets_file))
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     r = await client.post("/api/login", json={"login": "agent_web", "password": "pw"})
     assert r.status == 200, await r.text()
-    yield {"client": client, "fake": fake, "app": app, "conn": conn}
+    yield {"client": client, "fake": fake, "app": app, "conn": conn,
+           "secrets_file": secrets_file}
     await client.close()
     await asterisk_server.close()
     await pool.close()
@@ -139,3 +149,42 @@ async def test_a_desk_phone_gets_no_line(relay: dict[str, Any]) -> None:
     assert e.value.status == 404
     assert not fake.connected.is_set()
     await other.close()
+
+
+async def _logged_in(relay: dict[str, Any], login: str) -> TestClient:
+    other = TestClient(relay["client"].server)
+    await other.start_server()
+    r = await other.post("/api/login", json={"login": login, "password": "pw"})
+    assert r.status == 200
+    return other
+
+
+async def test_a_softphone_gets_its_yaml_secret_or_the_generated_one(
+        relay: dict[str, Any]) -> None:
+    """The account a page registers with: the YAML's secret, else the generated one read
+    from the secrets file when asked (a phone added by `config apply` works at once)."""
+    r = await relay["client"].get("/api/agent/softphone")
+    assert r.status == 200 and (await r.json())["password"] == "pw-8201"
+    assert r.headers["Cache-Control"] == "no-store"
+    gen = await _logged_in(relay, "agent_gen")
+    r = await gen.get("/api/agent/softphone")
+    body = await r.json()
+    assert r.status == 200 and (body["phone"], body["password"]) == ("8202", "gen-8202-secret")
+
+    # No secret anywhere (the file lost): no account, in words, and no line to Asterisk.
+    relay["secrets_file"].write_text("{}")
+    r = await gen.get("/api/agent/softphone")
+    assert r.status == 503 and "尚未开通" in (await r.json())["error"]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+        await gen.ws_connect("/sip", protocols=("sip",))
+    assert e.value.status == 503
+    assert not relay["fake"].connected.is_set()
+
+
+def test_read_phone_secrets_keeps_only_phone_entries(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.json"
+    assert read_phone_secrets(path) == {}  # no file yet
+    path.write_text('{"ari_password": "a", "phone:8101": "s1", "phone:8201": 5}')
+    assert read_phone_secrets(path) == {"8101": "s1"}
+    path.write_text("not json")
+    assert read_phone_secrets(path) == {}

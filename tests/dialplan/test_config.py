@@ -323,10 +323,17 @@ def test_webrtc_phone_with_secret_is_valid() -> None:
     assert cfg.agents[0].phone == "8201"
 
 
-def test_webrtc_phone_without_secret() -> None:
-    """A softphone without a password is refused, on the phone's line."""
-    text = yaml_doc(extra='phones:\n  - id: "8201"\n    type: webrtc\n')
-    assert_reported(text, NEXT + 1, "phone 8201 is a webrtc phone and needs a 'secret'")
+def test_webrtc_phone_without_secret_gets_a_generated_one() -> None:
+    """Like a SIP phone, a softphone with no secret in the YAML is valid: one is generated
+    at start (hotline/runtime.py) and handed to the agent's browser by the desk."""
+    cfg = config.loads(yaml_doc(extra='phones:\n  - id: "8201"\n    type: webrtc\n'), FILE)
+    assert (cfg.phones["8201"].type, cfg.phones["8201"].secret) == ("webrtc", None)
+
+
+def test_webrtc_phone_with_a_weak_secret_is_refused() -> None:
+    text = yaml_doc(extra='phones:\n  - id: "8201"\n    type: webrtc\n    secret: 8201\n')
+    msg = assert_reported(text, NEXT + 3, "phone 8201 secret", "too short")
+    assert "leave 'secret' out" in msg
 
 
 def test_webrtc_phone_does_not_answer_by_itself() -> None:
