@@ -547,7 +547,7 @@ def render_extensions(cfg: HotlineConfig, fallback_dir: str = "/tmp") -> str:
         f"[{CITIZEN_CONTEXT}]",
         "exten => s,1,NoOp(test caller)",
         " same => n,Wait(${HOTLINE_DTMF_DELAY})",
-        " same => n,ExecIf($[\"${HOTLINE_DTMF}\" != \"\"]?SendDTMF(${HOTLINE_DTMF},250,150))",
+        " same => n,ExecIf($[\"${HOTLINE_DTMF}\" != \"\"]?SendDTMF(${HOTLINE_DTMF},150,100))",
         # ...and may speak (a prompt stands in for the caller's voice in a voice message).
         " same => n,ExecIf($[\"${HOTLINE_SAY}\" != \"\"]?Playback(${HOTLINE_SAY}))",
         " same => n,Wait(${HOTLINE_HOLD})",

@@ -71,7 +71,9 @@ async def test_a_caller_waiting_too_long_leaves_a_voice_message_that_joins_the_c
     before = {r["id"] for r in await db.fetch("SELECT id FROM calls")}
     # The caller speaks (a prompt stands in for a voice) once the beep has sounded.
     delay = stack.prompt_seconds("t_hello") + 8 + stack.prompt_seconds("voice_message") + 2
-    stack.call("96005", "13600000003", "--hold", "32", "--dtmf-delay", f"{delay:.1f}",
+    # --hold counts after the sound: the caller hangs up 6 s after speaking, which ends the
+    # recording (a Local channel sends no frames for silence detection to hear).
+    stack.call("96005", "13600000003", "--hold", "6", "--dtmf-delay", f"{delay:.1f}",
                "--say", "hotline/please_hold")
     await wait_until(db, "SELECT count(*) FROM calls WHERE NOT (id = ANY($1::uuid[]))",
                      list(before))
