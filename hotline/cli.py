@@ -3,7 +3,7 @@
   hotline run                      bring the hotline up (what `make run` does)
   hotline stop                     stop it
   hotline status [--json]          components and the live queue
-  hotline call NUMBER --from N     place a real citizen call through Asterisk
+  hotline call NUMBER --from N     a citizen's call: SIP from the demo trunk (--local: inside)
   hotline config check [FILE]      validate the YAML
   hotline config render [--out D]  show or write the Asterisk files it renders to
   hotline config apply [FILE]      put a YAML live (reload Asterisk, keep waiting calls)
@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="a sound the caller plays after the keys (e.g. hotline/please_hold)")
     call.add_argument("--hold", type=float, default=600,
                       help="seconds the caller stays on the line before hanging up")
+    call.add_argument("--local", action="store_true",
+                      help="a Local channel inside Asterisk instead of SIP from the demo "
+                           "trunk (--say implies it)")
 
     _config_parser(sub)
     _calendar_parser(sub)
@@ -326,8 +329,28 @@ async def _call(rt: Runtime, args: argparse.Namespace) -> int:
         known = ", ".join(n.number for n in cfg.numbers)
         print(f"{args.number} is not a hotline number (configured: {known})", file=sys.stderr)
         return 1
-    s = rt.secrets()
     withheld = args.caller.lower() in WITHHELD
+    who = "a withheld number" if withheld else args.caller
+    if not args.local and not args.say:
+        from hotline import sipcall
+
+        try:
+            planned = sipcall.plan_call(cfg, args.number, args.caller, dtmf=args.dtmf,
+                                        dtmf_delay=args.dtmf_delay, hold=args.hold,
+                                        log_dir=rt.log_dir / "sipp")
+            pid = sipcall.place(planned)
+        except sipcall.BadCall as e:
+            print(e, file=sys.stderr)
+            return 2
+        except sipcall.SipCallError as e:
+            print(f"not as SIP ({e}); placing a Local channel instead", file=sys.stderr)
+        else:
+            print(f"calling {args.number} from {who} as the carrier of trunk "
+                  f"{planned.trunk} would: SIP from {planned.local_ip} to {planned.target} "
+                  f"(SIPp pid {pid}, the caller holds {args.hold:g} s; its log: "
+                  f"{planned.run_dir})")
+            return 0
+    s = rt.secrets()
     caller_id = '"anonymous" <>' if withheld else f'"{args.caller}" <{args.caller}>'
     url = f"http://{cfg.system.bind}:{cfg.system.ari_port}"
     try:
@@ -346,9 +369,8 @@ async def _call(rt: Runtime, args: argparse.Namespace) -> int:
     except AriError as e:
         print(f"Asterisk refused the call: {e}", file=sys.stderr)
         return 1
-    who = "a withheld number" if withheld else args.caller
-    print(f"calling {args.number} from {who}: channel {ch.id} (the caller holds "
-          f"{args.hold:g} s)")
+    print(f"calling {args.number} from {who} on a Local channel: channel {ch.id} (the caller "
+          f"holds {args.hold:g} s)")
     return 0
 
 

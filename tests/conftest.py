@@ -174,8 +174,9 @@ class Stack:
             return {"error": r.stderr[-2000:]}  # not up yet: the caller asks again
 
     def call(self, number: str, caller: str, *extra: str) -> str:
-        """Place a citizen call; return the citizen-side channel id."""
-        out = self.cli("call", number, "--from", caller, *extra).stdout
+        """Place a citizen call on a Local channel (keys and sounds timed inside Asterisk;
+        SIP calls are tests/sip.py's); return the citizen-side channel id."""
+        out = self.cli("call", number, "--from", caller, "--local", *extra).stdout
         return out.split("channel ")[1].split()[0]
 
     def prompt_seconds(self, prompt: str) -> float:

@@ -46,17 +46,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from hotline import sipcall
+from hotline.sipcall import CallSpec, Pcaps, ms
+
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
-UAC_CITIZEN = SCENARIOS / "uac_citizen.xml"
+UAC_CITIZEN = sipcall.SCENARIO  # shared with `hotline call`
 UAC_REFUSED = SCENARIOS / "uac_refused.xml"
 UAS_FAR_END = SCENARIOS / "uas_far_end.xml"
 PHONE_REGISTER = SCENARIOS / "phone_register.xml"
 
-PCAP_PACKAGE = "sip-tester"
-PCAP_DIR = Path("/usr/share/sip-tester")
-# The DTMF pcaps by digit, as the scenario's -key names them (dtmf_<name>).
-DTMF_NAMES = {**{d: d for d in "0123456789"}, "*": "star", "#": "pound"}
-DIGITS_ALLOWED = set(DTMF_NAMES) | {","}
 # Codes uas_far_end.xml can refuse a call with (SIPp wants literal status codes).
 REJECT_CODES = (403, 404, 480, 486, 503, 603)
 
@@ -77,6 +75,14 @@ class SippError(RuntimeError):
     """SIPp is missing, could not start, or was given something it cannot do."""
 
 
+def find_pcaps() -> Pcaps:
+    """sip-tester's pcaps (hotline/sipcall.py), with its complaint as a SippError."""
+    try:
+        return sipcall.find_pcaps()
+    except sipcall.SipCallError as e:
+        raise SippError(str(e)) from None
+
+
 # ------------------------------------------------------------------ what is installed
 
 
@@ -86,43 +92,6 @@ def sipp_binary() -> str:
     if not found:
         raise SippError("SIPp is not installed: apt-get install sip-tester (binary 'sipp')")
     return found
-
-
-@dataclass(frozen=True)
-class Pcaps:
-    """The sip-tester package's RTP captures: A-law audio and one RFC 4733 event per key."""
-
-    audio: Path
-    dtmf: dict[str, Path]  # by key: "0".."9", "*", "#"
-
-    def keys(self) -> list[str]:
-        """SIPp -key arguments naming them for the scenarios."""
-        args = ["-key", "g711a", str(self.audio)]
-        for key, path in sorted(self.dtmf.items()):
-            args += ["-key", f"dtmf_{DTMF_NAMES[key]}", str(path)]
-        return args
-
-
-@functools.cache
-def find_pcaps() -> Pcaps:
-    """The pcap files of the installed sip-tester (dpkg -L), else of /usr/share/sip-tester."""
-    files: list[Path] = []
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        listed = subprocess.run(["dpkg", "-L", PCAP_PACKAGE], capture_output=True, text=True,
-                                timeout=20, check=False)
-        if listed.returncode == 0:
-            files = [Path(line) for line in listed.stdout.splitlines() if line.endswith(".pcap")]
-    if not files and PCAP_DIR.is_dir():
-        files = sorted(PCAP_DIR.glob("*.pcap"))
-    by_name = {p.name: p for p in files if p.is_file()}
-    wanted = {"audio": "g711a.pcap",
-              **{key: f"dtmf_2833_{name}.pcap" for key, name in DTMF_NAMES.items()}}
-    missing = sorted(name for name in wanted.values() if name not in by_name)
-    if missing:
-        raise SippError(f"pcap files missing: {', '.join(missing)} (looked in `dpkg -L "
-                        f"{PCAP_PACKAGE}` and {PCAP_DIR}); apt-get install {PCAP_PACKAGE}")
-    return Pcaps(audio=by_name[wanted["audio"]],
-                 dtmf={key: by_name[wanted[key]] for key in DTMF_NAMES})
 
 
 # ------------------------------------------------------------------ ports
@@ -559,61 +528,6 @@ def _parse_result(sipp: Sipp) -> SippResult:
 # ------------------------------------------------------------------ citizens' calls
 
 
-@dataclass(frozen=True)
-class CallSpec:
-    """One citizen's call: one line of uac_citizen.xml's injection file."""
-
-    number: str  # dialled: 12345, 63160000, ...
-    caller: str = "13800138000"  # From user
-    caller_name: str | None = None  # From display name (defaults to the number)
-    pai: str | None = None  # P-Asserted-Identity: a number, or a whole URI/name-addr
-    rpid: str | None = None  # Remote-Party-ID instead (a number or a name-addr)
-    privacy: bool = False  # Privacy: id (else Privacy: none)
-    anonymous: bool = False  # From: "Anonymous" <sip:anonymous@anonymous.invalid>
-    digits: str = ""  # 0-9 * # and "," (1 s pause)
-    digits_after: float = 2.0  # seconds after the answer
-    digit_gap: float = 0.3  # seconds between digits (after each one's 0.2 s)
-    hold: float = 30.0  # seconds after the answer before hanging up
-
-    def csv_line(self, local_ip: str) -> str:
-        if self.pai and self.rpid:
-            raise ValueError("one identity header per call: pai or rpid")
-        bad = set(self.digits) - DIGITS_ALLOWED
-        if bad:
-            raise ValueError(f"digits {sorted(bad)}: SIPp plays 0-9 * # (and ',' pauses)")
-        if self.digits and self.hold < self.digits_after:
-            raise ValueError("hold counts from the answer: it must be >= digits_after")
-        if self.anonymous:
-            from_ = '"Anonymous" <sip:anonymous@anonymous.invalid>'
-        else:
-            name = self.caller if self.caller_name is None else self.caller_name
-            from_ = f'"{name}" <sip:{self.caller}@{local_ip}>'
-        ident = ""
-        if self.pai:
-            ident = f"P-Asserted-Identity: {_name_addr(self.pai, local_ip)}"
-        elif self.rpid:
-            ident = f"Remote-Party-ID: {_name_addr(self.rpid, local_ip)}"
-        fields = [self.number, from_, ident, "id" if self.privacy else "none", self.digits,
-                  _ms(self.digits_after), _ms(self.hold), _ms(self.digit_gap)]
-        for value in fields:
-            if ";" in value or "\n" in value or "\r" in value:
-                raise ValueError(f"{value!r}: SIPp's injection fields cannot hold ';' or "
-                                 "line breaks")
-        return ";".join(fields)
-
-
-def _name_addr(value: str, local_ip: str) -> str:
-    if value.startswith("<") or '"' in value:
-        return value
-    if value.startswith(("sip:", "sips:", "tel:")):
-        return f"<{value}>"
-    return f"<sip:{value}@{local_ip}>"
-
-
-def _ms(seconds: float) -> str:
-    return str(max(0, round(seconds * 1000)))
-
-
 class CitizenCalls:
     """Citizens' calls from one SIPp process (started, running in the background)."""
 
@@ -933,8 +847,8 @@ async def far_end(
     run_dir = base / f"far-end-{next(_run_numbers):03d}"
     args = ["-m", str(max_calls), "-timeout", f"{int(lifetime)}s", "-timeout_error",
             "-set", "no_ring", "0" if ring else "1",
-            "-set", "answer_ms", "-1" if answer_after is None else _ms(answer_after),
-            "-set", "hold_ms", _ms(hold), "-set", "reject_code", str(reject or 0),
+            "-set", "answer_ms", "-1" if answer_after is None else ms(answer_after),
+            "-set", "hold_ms", ms(hold), "-set", "reject_code", str(reject or 0),
             *pcaps.keys()]
     if rtp_echo:
         args.append("-rtp_echo")
@@ -995,8 +909,8 @@ async def desk_phone(
     args = ["-s", user, "-au", user, "-ap", password, "-m", "1", "-l", "1", "-r", "100",
             "-timeout", f"{int(lifetime) + 30}s", "-timeout_error",
             "-oocsf", str(UAS_FAR_END),
-            "-set", "lifetime_ms", _ms(lifetime),
-            "-set", "answer_ms", _ms(answer_after), "-set", "hold_ms", _ms(hold),
+            "-set", "lifetime_ms", ms(lifetime),
+            "-set", "answer_ms", ms(answer_after), "-set", "hold_ms", ms(hold),
             "-set", "reject_code", "0", *pcaps.keys()]
 
     def make() -> Sipp:
@@ -1141,8 +1055,8 @@ async def inband_call(target: str, number: str, *, digits: str, digits_after: fl
     length = inband_dtmf_pcap(digits, tones)
     if hold < digits_after + length:
         raise ValueError("hold counts from the answer: it must outlast the tones")
-    fields = [number, _from_header(caller, local_ip), _ms(digits_after), _ms(length),
-              _ms(hold)]
+    fields = [number, _from_header(caller, local_ip), ms(digits_after), ms(length),
+              ms(hold)]
     keys = ["-key", "g711a", str(find_pcaps().audio), "-key", "tones", str(tones)]
     return await _one_call(target, UAC_INBAND, fields, run_dir, local_ip=local_ip, keys=keys,
                            bound=answer_timeout + hold + 15, answer_timeout=answer_timeout)
@@ -1167,10 +1081,10 @@ async def reinvite_call(target: str, number: str, *, reinvite_at: float | None =
         raise ValueError("session_expires: 90 s or more (the Min-SE Asterisk accepts)")
 
     def at(t: float | None) -> str:
-        return "-1" if t is None else _ms(t)
+        return "-1" if t is None else ms(t)
 
     fields = [number, _from_header(caller, local_ip), str(session_expires), at(reinvite_at),
-              at(move_at), at(update_at), _ms(hold)]
+              at(move_at), at(update_at), ms(hold)]
     return await _one_call(target, UAC_REINVITE, fields, _run_dir(log_dir, "reinvite"),
                            local_ip=local_ip, keys=["-key", "g711a", str(find_pcaps().audio)],
                            bound=answer_timeout + hold + 15, answer_timeout=answer_timeout)
