@@ -417,9 +417,14 @@ async def gather_status(rt: Runtime) -> dict[str, Any]:
             comp["ari"] = {"ok": False, "detail": "the call-control service has never run"}
         else:
             alive = float(hb["age"]) < 10
-            connected = bool(json.loads(hb["details"]).get("ari_connected"))
+            details = json.loads(hb["details"])
+            connected = bool(details.get("ari_connected"))
+            lost = int(details.get("db_outages") or 0)
+            outages = (f"; lost the database {lost} time(s), "
+                       f"{float(details.get('db_down_seconds') or 0):.0f} s in all"
+                       if lost else "")
             comp["ari"] = {"ok": alive and connected,
-                           "detail": ("connected" if connected else "not connected")
+                           "detail": ("connected" if connected else "not connected") + outages
                            if alive else f"call control silent for {float(hb['age']):.0f} s"}
         jobs = await conn.fetchrow(
             """SELECT extract(epoch FROM now() - updated_at) AS age FROM service_status

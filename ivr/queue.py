@@ -21,6 +21,7 @@ import asyncpg
 from db import agents as agent_store
 from db import calls as call_store
 from db import cases as case_store
+from db import pool as db_pool
 from db.crypto import Keyring
 from dialplan.config import HotlineConfig, Phone
 from dialplan.render import VIRTUAL_PHONE_CONTEXT
@@ -97,6 +98,8 @@ class QueueService:
         # hang-up, or Asterisk's RTP timeout or session timer) before StasisEnd comes.
         self.hangup_requests: dict[str, Event] = {}
         self._wake = asyncio.Event()
+        # The database going and coming back: one line each, counted for `hotline status`.
+        self.outages = db_pool.Outages("dispatch", log, time.monotonic)
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -547,10 +550,15 @@ class QueueService:
                 async with self.pool.acquire() as conn:
                     await agent_store.finish_wrap_ups(conn)
                 await self.dispatch_once()
-            except Exception:
-                log.exception("dispatch failed; retrying in 1 s")
+            except Exception as e:
+                if db_pool.unreachable(e):
+                    self.outages.failed(e)
+                else:
+                    log.exception("dispatch failed; retrying in 1 s")
                 await asyncio.sleep(1)
                 self.kick()
+            else:
+                self.outages.succeeded()
 
     async def dispatch_once(self) -> None:
         for q in self.cfg.queues.values():

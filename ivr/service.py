@@ -380,10 +380,11 @@ class CallControl:
                            VALUES ('ivr', $1, $2, now())
                            ON CONFLICT (name) DO UPDATE SET pid = EXCLUDED.pid,
                              details = EXCLUDED.details, updated_at = now()""",
-                        os.getpid(), json.dumps({"ari_connected": self.ari.connected.is_set()}),
+                        os.getpid(), json.dumps({"ari_connected": self.ari.connected.is_set(),
+                                                 **self.queue.outages.as_dict()}),
                     )
-            except (OSError, asyncpg.PostgresError) as e:
-                log.warning("heartbeat not written: %s", e)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pass  # the database is gone: dispatch says so once (db/pool.py Outages)
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def run(self) -> None:
