@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from casework import calendar, retention, urging
+from casework import calendar, progress, retention, urging
 from db import dialguard, logsafe
 from db import pool as db_pool
 from dialplan import config
@@ -35,6 +35,7 @@ async def tick(pool: asyncpg.Pool, retention_days: int = 0) -> list[int]:
         urged = await urging.run_due_urgings(conn, now, cal)
         erased = await retention.erase_expired(conn, now, retention_days)
         await dialguard.purge(conn, now)  # calls out: the numbers' blind indexes go too
+        await progress.purge_attempts(conn, now)  # lookups by phone: the same
         await conn.execute(
             """INSERT INTO service_status (name, pid, details, updated_at)
                VALUES ('casework', $1, $2, now())

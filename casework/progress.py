@@ -22,10 +22,18 @@ from casework import audit
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 CODE_DIGITS = 6
-# Wrong codes for one case within LOCKOUT_WINDOW before the case stops answering by phone
-# for a while: three tries per call would otherwise allow unlimited guessing over many calls.
+# Wrong tries (a wrong code, or a case number that does not exist) from one calling number
+# within LOCKOUT_WINDOW before that number gets no more answers for a while: three tries per
+# call would otherwise allow unlimited guessing over many calls. Counted per caller, never
+# per case, so a stranger cannot lock a citizen out of their own case.
 MAX_WRONG_CODES = 10
+# Withheld numbers cannot be told apart: they share one, larger allowance.
+MAX_WRONG_WITHHELD = 30
+# A backstop against guessing one case's code from many numbers: 100 wrong codes in a day
+# (the chance of hitting a 6-digit code is then 1 in 10,000) close it by phone for the day.
+MAX_WRONG_PER_CASE = 100
 LOCKOUT_WINDOW = timedelta(hours=24)
+KEEP_ATTEMPTS = timedelta(days=2)
 
 # What a caller hears for each status (db/migrations/0007_case_workflow.sql).
 STATUS_WORDS: dict[str, str] = {
@@ -74,6 +82,31 @@ async def issue_code(conn: asyncpg.Connection, case_id: int) -> str:
     return code
 
 
+async def _locked_out(conn: asyncpg.Connection, caller_index: bytes | None,
+                      case_id: int | None, now: datetime) -> bool:
+    """Whether this caller tried too many wrong ones lately, or the case was guessed at
+    from too many numbers."""
+    since = now - LOCKOUT_WINDOW
+    wrong = await conn.fetchval(
+        "SELECT count(*) FROM progress_attempts WHERE caller_index IS NOT DISTINCT FROM $1 "
+        "AND NOT ok AND at > $2", caller_index, since)
+    if wrong >= (MAX_WRONG_CODES if caller_index is not None else MAX_WRONG_WITHHELD):
+        return True
+    if case_id is None:
+        return False
+    on_case = await conn.fetchval(
+        "SELECT count(*) FROM progress_attempts WHERE case_id = $1 AND NOT ok AND at > $2",
+        case_id, since)
+    return bool(on_case >= MAX_WRONG_PER_CASE)
+
+
+async def purge_attempts(conn: asyncpg.Connection, now: datetime) -> int:
+    """Forget tries older than KEEP_ATTEMPTS (they hold callers' blind indexes)."""
+    done = await conn.execute("DELETE FROM progress_attempts WHERE at < $1",
+                              now - KEEP_ATTEMPTS)
+    return int(done.split()[-1])
+
+
 def _matches(stored: str | None, code: str) -> bool:
     try:
         if not stored:
@@ -85,12 +118,14 @@ def _matches(stored: str | None, code: str) -> bool:
 
 
 async def lookup(conn: asyncpg.Connection, case_no: str, code: str,
-                 now: datetime) -> Progress | None:
+                 now: datetime, caller_index: bytes | None = None) -> Progress | None:
     """The progress of a case, or None when the number is unknown, the case was merged or
-    found invalid, the code is wrong, or too many wrong codes were tried lately.
+    found invalid, the code is wrong, or this calling number (caller_index, its blind
+    index; None: withheld) tried too many wrong ones lately.
 
-    A successful lookup is written to the case's audit trail ('progress_heard'); a wrong
-    code for an existing case too ('progress_code_wrong'), which is what the lockout counts.
+    Every try is counted in `progress_attempts` under the caller; a successful lookup is
+    written to the case's audit trail ('progress_heard'), a wrong code for an existing case
+    too ('progress_code_wrong'), and a refusal of a locked-out caller ('progress_locked').
     """
     row = await conn.fetchrow(
         """SELECT c.id, c.case_no, c.status, c.verify_hash, c.due_at, c.public_summary,
@@ -101,19 +136,20 @@ async def lookup(conn: asyncpg.Connection, case_no: str, code: str,
     stored = row["verify_hash"] if usable and row is not None else None
     # argon2 takes tens of milliseconds: off the event loop, which serves other calls.
     ok = await asyncio.get_running_loop().run_in_executor(None, _matches, stored, code.strip())
-    if row is None or not usable:
-        return None
-    case_id = row["id"]
+    case_id = row["id"] if row is not None and usable else None
     async with conn.transaction():
-        # Serialise lookups of one case so the lockout count is exact.
-        await conn.execute("SELECT 1 FROM cases WHERE id = $1 FOR UPDATE", case_id)
-        wrong = await conn.fetchval(
-            """SELECT count(*) FROM case_events WHERE case_id = $1
-               AND action = 'progress_code_wrong' AND at > $2""",
-            case_id, now - LOCKOUT_WINDOW)
-        if wrong >= MAX_WRONG_CODES:
-            await audit.record(conn, case_id, "progress_locked", None, now)
+        # Serialise one caller's lookups so the lockout count is exact.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))",
+                           caller_index.hex() if caller_index else "withheld")
+        if await _locked_out(conn, caller_index, case_id, now):
+            if case_id is not None:
+                await audit.record(conn, case_id, "progress_locked", None, now)
             return None
+        await conn.execute(
+            "INSERT INTO progress_attempts (caller_index, case_id, ok, at) "
+            "VALUES ($1, $2, $3, $4)", caller_index, case_id, ok and case_id is not None, now)
+        if case_id is None or row is None:
+            return None  # an unknown or closed-off case number counts as a wrong try
         if not ok:
             await audit.record(conn, case_id, "progress_code_wrong", None, now)
             return None

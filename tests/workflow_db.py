@@ -21,10 +21,10 @@ PG_DIR = ROOT / "var" / ("casework-test" if _SLOT == 0 else f"casework-test{_SLO
 PG_PORT = 55453 + _SLOT
 
 # Tables a test starts without rows in (the categories tree and the schema stay).
-TABLES = ("sip_bans", "outbound_calls", "dial_attempts", "case_events", "special_reports",
-          "revisits", "urgings", "extensions", "assignments", "case_personal", "worklist",
-          "call_offers", "queue_log", "calls", "cases", "knowledge", "calendar_days",
-          "desk_sessions", "agent_state_log", "agents", "units")
+TABLES = ("progress_attempts", "sip_bans", "outbound_calls", "dial_attempts", "case_events",
+          "special_reports", "revisits", "urgings", "extensions", "assignments",
+          "case_personal", "worklist", "call_offers", "queue_log", "calls", "cases",
+          "knowledge", "calendar_days", "desk_sessions", "agent_state_log", "agents", "units")
 
 
 @pytest.fixture(scope="session")

@@ -92,14 +92,50 @@ async def test_wrong_code_unknown_case_and_merged_case_all_answer_none(
     assert not await _heard(conn, case_id) and not await _heard(conn, merged)
 
 
-async def test_many_wrong_codes_lock_the_case_for_a_day(conn: asyncpg.Connection) -> None:
+STRANGER = b"\x01" * 16  # blind indexes of calling numbers
+CITIZEN = b"\x02" * 16
+
+
+async def test_many_wrong_tries_lock_the_caller_out_not_the_citizen(
+        conn: asyncpg.Connection) -> None:
     case_id = await _case(conn, "20250506000009")
     code = await progress.issue_code(conn, case_id)
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
-    for _ in range(progress.MAX_WRONG_CODES):
-        assert await progress.lookup(conn, "20250506000009", wrong, NOW) is None
-    # Guessing on: even the right code is refused, the same way.
-    assert await progress.lookup(conn, "20250506000009", code, NOW) is None
+    # Wrong codes and case numbers that do not exist both count against the caller.
+    for i in range(progress.MAX_WRONG_CODES):
+        case_no = "20250506000009" if i % 2 else f"2025050699{i:04d}"
+        assert await progress.lookup(conn, case_no, wrong, NOW, STRANGER) is None
+    # Guessing on: even the right code is refused to that caller, the same way...
+    assert await progress.lookup(conn, "20250506000009", code, NOW, STRANGER) is None
+    assert await conn.fetchval("SELECT count(*) FROM case_events WHERE case_id = $1 "
+                               "AND action = 'progress_locked'", case_id) == 1
+    # ...while the citizen, on their own phone, still hears their case.
+    assert await progress.lookup(conn, "20250506000009", code, NOW, CITIZEN) is not None
     later = NOW + progress.LOCKOUT_WINDOW + timedelta(minutes=1)
-    assert await progress.lookup(conn, "20250506000009", code, later) is not None
+    assert await progress.lookup(conn, "20250506000009", code, later, STRANGER) is not None
+    # Nothing but the blind index is kept of a caller, and only for two days.
+    assert await progress.purge_attempts(
+        conn, later + progress.KEEP_ATTEMPTS + timedelta(minutes=1)) > 0
+    assert await conn.fetchval("SELECT count(*) FROM progress_attempts") == 0
+
+
+async def test_withheld_callers_share_a_larger_allowance(conn: asyncpg.Connection) -> None:
+    case_id = await _case(conn, "20250506000010")
+    code = await progress.issue_code(conn, case_id)
+    for i in range(progress.MAX_WRONG_WITHHELD):
+        assert await progress.lookup(conn, f"2025050698{i:04d}", code, NOW, None) is None
+    assert await progress.lookup(conn, "20250506000010", code, NOW, None) is None
+    assert await progress.lookup(conn, "20250506000010", code, NOW, CITIZEN) is not None
+
+
+async def test_one_case_guessed_at_from_many_numbers_closes_for_the_day(
+        conn: asyncpg.Connection) -> None:
+    case_id = await _case(conn, "20250506000011")
+    code = await progress.issue_code(conn, case_id)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    await conn.executemany(
+        "INSERT INTO progress_attempts (caller_index, case_id, ok, at) VALUES ($1, $2, false, $3)",
+        [(i.to_bytes(16, "big"), case_id, NOW) for i in range(progress.MAX_WRONG_PER_CASE - 1)])
+    assert await progress.lookup(conn, "20250506000011", wrong, NOW, STRANGER) is None
+    assert await progress.lookup(conn, "20250506000011", code, NOW, CITIZEN) is None
 
