@@ -30,6 +30,7 @@ from panoramisk.fast_agi import Application, Request
 
 from casework import progress
 from casework.progress import Progress
+from db.crypto import Keyring
 from dialplan import prompts
 from dialplan.render import PROGRESS_AGI_SCRIPT, PROMPT_DIR
 from dialplan.speech import DIGITS, speak
@@ -43,7 +44,11 @@ MAX_CASE_DIGITS = 20  # case numbers are the date and a sequence: 14 digits toda
 # pressed after the six-digit code): ask again once instead of counting it as a try.
 STRAY_KEY_SECONDS = 1.5
 
-Lookup = Callable[[asyncpg.Connection, str, str, datetime], Awaitable[Progress | None]]
+# (conn, case number, code, now, the calling number's blind index or None when withheld)
+Lookup = Callable[[asyncpg.Connection, str, str, datetime, bytes | None],
+                  Awaitable[Progress | None]]
+# The blind index of a calling number, or None when there is no number to index.
+CallerIndex = Callable[[str], bytes | None]
 Say = Callable[[str], Awaitable[str | None]]
 
 
@@ -153,10 +158,12 @@ class Speaker:
 class ProgressLine:
     """The FastAGI handler: one caller's lookup, start to hang-up."""
 
-    def __init__(self, pool: Any, say: Say, lookup: Lookup = progress.lookup):
+    def __init__(self, pool: Any, say: Say, lookup: Lookup = progress.lookup,
+                 caller_index: CallerIndex = lambda _number: None):
         self.pool = pool
         self.say = say
         self.lookup = lookup
+        self.caller_index = caller_index
 
     async def handle(self, request: Request) -> None:
         agi = AgiSession(request)
@@ -186,6 +193,10 @@ class ProgressLine:
 
     async def run(self, agi: AgiSession) -> str:
         """Ask, look up, speak; return the outcome (found, gave_up or error)."""
+        # Wrong tries are counted per calling number (casework/progress.py): its blind
+        # index, from the channel's caller ID as Asterisk gives it to AGI.
+        headers = getattr(agi.request, "headers", None) or {}
+        caller = self.caller_index(str(headers.get("agi_callerid") or ""))
         await agi.command("ANSWER")
         before: list[str] = []  # what the caller hears before the next question
         for attempt in range(1, MAX_TRIES + 1):
@@ -200,7 +211,8 @@ class ProgressLine:
                 continue
             try:
                 async with self.pool.acquire() as conn:
-                    found = await self.lookup(conn, case_no, code, datetime.now(UTC))
+                    found = await self.lookup(conn, case_no, code, datetime.now(UTC),
+                                              caller)
             except (asyncpg.PostgresError, OSError, TimeoutError):
                 log.exception("progress lookup: the database could not be asked")
                 await agi.set_var("HOTLINE_PROGRESS", "error")
@@ -258,11 +270,22 @@ def application(line: ProgressLine) -> Application:
     return app
 
 
-async def serve(pool: asyncpg.Pool, port: int, sounds: Path | None,
+def blind_caller(keyring: Keyring) -> CallerIndex:
+    """The calling number's blind index under the keyring, None for no number (withheld,
+    'anonymous', empty)."""
+    def index(number: str) -> bytes | None:
+        try:
+            return keyring.blind_index(number)
+        except ValueError:  # no digits
+            return None
+    return index
+
+
+async def serve(pool: asyncpg.Pool, port: int, sounds: Path | None, keyring: Keyring,
                 host: str = "127.0.0.1") -> asyncio.Server | None:
     """Start the FastAGI server; None (logged) when the port cannot be had, in which case
     the dialplan plays progress_unavailable to callers."""
-    app = application(ProgressLine(pool, Speaker(sounds)))
+    app = application(ProgressLine(pool, Speaker(sounds), caller_index=blind_caller(keyring)))
     try:
         server = await asyncio.start_server(app.handler, host, port)
     except OSError as e:

@@ -214,7 +214,7 @@ class FakePool:
 def test_the_progress_lookup_reads_only_digits_and_never_crashes(lines: list[str]) -> None:
     asked: list[tuple[str, str]] = []
 
-    async def lookup(conn: Any, case_no: str, code: str, now: Any) -> None:
+    async def lookup(conn: Any, case_no: str, code: str, now: Any, caller: Any) -> None:
         asked.append((case_no, code))
         return None
 

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from casework.progress import Progress
+from db.crypto import Keyring
 from dialplan import config, render
 from ivr import progress
 
@@ -34,7 +35,8 @@ async def _converse(line: progress.ProgressLine, keyed: list[str],
     server = await asyncio.start_server(progress.application(line).handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"agi_network: yes\nagi_network_script: progress\nagi_channel: Local/x\n\n")
+    writer.write(b"agi_network: yes\nagi_network_script: progress\nagi_channel: Local/x\n"
+                 b"agi_callerid: 13800138000\n\n")
     commands: list[str] = []
     while True:
         raw = await asyncio.wait_for(reader.readline(), 5)
@@ -62,23 +64,32 @@ async def _converse(line: progress.ProgressLine, keyed: list[str],
     return commands
 
 
+KEYS = Keyring({"k1": bytes(32)}, "k1", bytes(range(32)))
+
+
 def _line(lookup: Any, said: list[str]) -> progress.ProgressLine:
     async def say(text: str) -> str:
         said.append(text)
         return "hotline/progress_say_test"
-    return progress.ProgressLine(FakePool(), say, lookup)
+    return progress.ProgressLine(FakePool(), say, lookup,
+                                 caller_index=progress.blind_caller(KEYS))
 
 
 async def test_the_right_number_and_code_are_spoken_in_mandarin() -> None:
     asked: list[tuple[str, str]] = []
 
+    callers: list[bytes | None] = []
+
     async def lookup(conn: asyncpg.Connection, case_no: str, code: str,
-                     now: datetime) -> Progress | None:
+                     now: datetime, caller: bytes | None) -> Progress | None:
         asked.append((case_no, code))
+        callers.append(caller)
         return FOUND
     said: list[str] = []
     commands = await _converse(_line(lookup, said), ["20250506000002", "123456"])
     assert asked == [("20250506000002", "123456")]
+    # Counted under the calling number's blind index (never the number itself).
+    assert callers == [KEYS.blind_index("13800138000")]
     assert commands[0] == "ANSWER"
     assert commands[1] == "GET DATA hotline/progress_ask_case 10000 20"
     assert commands[2] == "GET DATA hotline/progress_ask_code 10000 6"
@@ -156,3 +167,9 @@ def test_the_dialplan_reaches_the_lookup_and_asterisk_can_run_agi() -> None:
     menu = number.menu
     assert menu.options["4"].service == "progress"
     assert "查询办理进度请按4" in cfg.prompts[menu.prompt]
+
+
+def test_a_withheld_or_empty_caller_id_has_no_index() -> None:
+    index = progress.blind_caller(KEYS)
+    assert index("anonymous") is None and index("") is None
+    assert index("+86 138-0013-8000") == KEYS.blind_index("13800138000")
