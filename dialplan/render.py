@@ -504,12 +504,14 @@ def render_extensions(cfg: HotlineConfig, fallback_dir: str = "/tmp") -> str:
     for n in cfg.numbers:
         out += [
             f"exten => {n.number},1,NoOp(hotline number {n.number})",
+            # Before Stasis: call control may send the call on to the fallback itself
+            # (database down), and the fallback must still know the number dialled.
+            f" same => n,Set(HOTLINE_DIALLED={n.number})",
             # The presentation (a withheld number) and the trunk go to call control as
             # arguments; both are from fixed vocabularies, never the caller's text.
             f" same => n,Stasis({ARI_APP},inbound,{n.number},${{CALLERID(pres)}},"
             "${HOTLINE_TRUNK})",
             # Stasis returns only when the app is not running (or the call was let go).
-            f" same => n,Set(HOTLINE_DIALLED={n.number})",
             f" same => n,GotoIf($[\"${{STASISSTATUS}}\" = \"FAILED\"]?{FALLBACK_CONTEXT},s,1)",
             " same => n,Hangup()",
         ]
@@ -526,7 +528,8 @@ def render_extensions(cfg: HotlineConfig, fallback_dir: str = "/tmp") -> str:
         f" same => n,Playback({PROMPT_DIR}/service_unavailable)",
         # ...then a voice message, imported as a case when call control is back.
         f" same => n,Set(VM={fallback_dir}/${{UNIQUEID}})",
-        " same => n,Set(FILE(${VM}.txt)=${HOTLINE_DIALLED} ${CALLERID(num)})",
+        # Labelled, so an empty dialled number can never shift the caller's into its place.
+        " same => n,Set(FILE(${VM}.txt)=dialled:${HOTLINE_DIALLED} caller:${CALLERID(num)})",
         f" same => n,Playback({PROMPT_DIR}/voice_message)",
         " same => n,Record(${VM}.wav,10,120,k)",
         f" same => n,Playback({PROMPT_DIR}/voice_message_thanks)",

@@ -135,6 +135,10 @@ class AsteriskInstance:
         for sub in ("lib", "spool", "spool/hotline-fallback", "spool/recording", "run", "log",
                     "data/sounds/hotline", "data/agi-bin"):
             self.host(f"{self.dirs.base}/{sub}").mkdir(parents=True, exist_ok=True)
+        # Voice messages wait here in the clear until call control seals them, and the
+        # fallback's files hold callers' numbers: for Asterisk's user only.
+        for sub in ("spool", "spool/hotline-fallback", "spool/recording"):
+            self.host(f"{self.dirs.base}/{sub}").chmod(0o700)
         system = "/usr/share/asterisk"
         links = {
             "data/sounds/en": f"{system}/sounds/en",

@@ -53,7 +53,8 @@ async def main() -> int:
                    os.environ["HOTLINE_ARI_PASSWORD"], ARI_APP) as ari:
         asterisk_dir = os.environ.get("HOTLINE_ASTERISK_DIR")
         voicemail = VoiceMessages(pool, keyring, Path(asterisk_dir) if asterisk_dir else None,
-                                  Path(os.environ.get("HOTLINE_RECORDINGS", "var/recordings")))
+                                  Path(os.environ.get("HOTLINE_RECORDINGS", "var/recordings")),
+                                  hotline_numbers=[n.number for n in cfg.numbers])
         control = CallControl(cfg, ari, pool, keyring, os.environ["DATABASE_URL"], voicemail,
                               os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"))
         # The progress lookup by phone (FastAGI, reached from the dialplan).

@@ -172,6 +172,7 @@ class CallControl:
                       e)
             return
         self.cfg = self.queue.cfg = self.flow.cfg = cfg
+        self.queue.voicemail.hotline_numbers = frozenset(n.number for n in cfg.numbers)
         log.info("configuration reloaded from %s", self.config_path)
         task = asyncio.create_task(self.queue.ensure_bridges())
         self._tasks.add(task)

@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 import wave
+from collections.abc import Collection
 from pathlib import Path
 
 import asyncpg
@@ -24,15 +25,19 @@ from ivr.channels import ChannelGone, Inbox
 log = logging.getLogger(__name__)
 MAX_SECONDS = 120
 FALLBACK_DIR = FALLBACK_SPOOL  # under Asterisk's spool: messages taken by the dialplan
+UNKNOWN_DIALLED = "?"  # a fallback message whose dialled number was lost
 
 
 class VoiceMessages:
     """Takes voice messages over ARI, and imports those the dialplan took on its own."""
 
     def __init__(self, pool: asyncpg.Pool, keyring: Keyring, asterisk_dir: Path | None,
-                 store: Path):
+                 store: Path, hotline_numbers: Collection[str] = ()):
         self.pool = pool
         self.keyring = keyring
+        # The public numbers a fallback message may have been left on: nothing else is
+        # ever stored as a call's dialled number (it is shown unmasked on the worklist).
+        self.hotline_numbers = frozenset(hotline_numbers)
         self.spool = asterisk_dir / "spool" if asterisk_dir else None
         self.store = store
 
@@ -108,10 +113,7 @@ class VoiceMessages:
             if not done.exists() and time.time() - meta.stat().st_mtime < 600:
                 continue  # still recording
             wav = meta.with_suffix(".wav")
-            fields = meta.read_text(errors="replace").split()
-            dialled = fields[0] if fields else "?"
-            caller = fields[1] if len(fields) > 1 and case_store.normalise_phone(fields[1]) \
-                else None
+            dialled, caller = self._metadata(meta.read_text(errors="replace"))
             async with self.pool.acquire() as conn, conn.transaction():
                 call_id = await call_store.create(conn, f"fallback-{meta.stem}", dialled,
                                                   "fallback")
@@ -131,6 +133,24 @@ class VoiceMessages:
             log.info("imported a voice message taken while call control was down: case %s",
                      case["case_no"])
         return count
+
+
+    def _metadata(self, text: str) -> tuple[str, str | None]:
+        """(dialled number, caller's number or None) from a fallback message's .txt:
+        "dialled:<n> caller:<n>" (older files: "<n> <n>", or only the caller's number when
+        the dialled one was lost). A dialled number that is no hotline number is never
+        kept: it may be the caller's own."""
+        fields = text.split()
+        labelled = dict(f.split(":", 1) for f in fields if ":" in f)
+        if labelled:
+            dialled, caller = labelled.get("dialled", ""), labelled.get("caller", "")
+        elif len(fields) >= 2:
+            dialled, caller = fields[0], fields[1]
+        else:
+            dialled, caller = "", fields[0] if fields else ""
+        if dialled not in self.hotline_numbers:
+            dialled = UNKNOWN_DIALLED
+        return dialled, caller if case_store.normalise_phone(caller) else None
 
 
 def _seconds(wav: Path) -> float | None:

@@ -13,7 +13,8 @@ import asyncpg
 import pytest
 
 from db import recordings
-from tests.conftest import Stack, wait_until
+from hotline.asterisk import AsteriskInstance, locate
+from tests.conftest import VAR, Stack, wait_until
 from tests.sip import FarEnd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
@@ -90,6 +91,10 @@ async def test_a_caller_waiting_too_long_leaves_a_voice_message_that_joins_the_c
     path = Path(rec)
     assert path.exists() and path.stat().st_size > 44
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    # Where Asterisk records it (in the clear, until sealed) is for Asterisk's user only.
+    spool = AsteriskInstance(locate(), VAR).host_base / "spool"
+    for folder in (spool, spool / "recording", spool / "hotline-fallback"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     # Encrypted at rest: no WAV header on disk; the desk's reader decrypts it to a WAV.
     stored = path.read_bytes()
     assert b"RIFF" not in stored[:64] and b"WAVE" not in stored[:64]
