@@ -231,6 +231,8 @@ def _national(n: str, rules: GuardRules, country_code: bool) -> ParsedNumber:
 def _with_area_code(n: str, rules: GuardRules) -> ParsedNumber:
     """A number with the trunk 0: a landline with its area code, or 0 + a mobile."""
     if len(n) == 12 and _MOBILE.fullmatch(n[1:]):
+        if n[1:].startswith(PREMIUM_PREFIXES):  # 0 + 160/168…: still a premium line
+            return _result(NumberKind.PREMIUM, n[1:], "premium")
         return _result(NumberKind.MOBILE, n[1:], "ok")
     area_len = 3 if n[1:2] in ("1", "2") else 4
     area, subscriber = n[:area_len], n[area_len:]

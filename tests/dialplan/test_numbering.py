@@ -54,6 +54,7 @@ CASES = [
     # premium and value-added
     ("16800168", K.PREMIUM, "16800168", "premium"),
     ("16812345678", K.PREMIUM, "16812345678", "premium"),
+    ("016812345678", K.PREMIUM, "16812345678", "premium"),  # 0 + a premium line (fuzzing)
     ("1600123", K.PREMIUM, "1600123", "premium"),
     ("12590", K.PREMIUM, "12590", "premium"),
     ("125901234567", K.PREMIUM, "125901234567", "premium"),
