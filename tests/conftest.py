@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import hypothesis
 import pytest
 import yaml
 
@@ -37,6 +38,13 @@ from tests.sip import FarEnd, far_end
 
 # The workflow tests' own PostgreSQL (fixtures pg_dsn, conn).
 pytest_plugins = ["tests.workflow_db"]
+
+# Property tests draw the same examples every run, so `make test` passes or fails on the
+# code, not on luck; HOTLINE_FUZZ_RANDOM=1 draws fresh ones to hunt for new failures (a
+# failure found that way becomes an explicit example in its test).
+hypothesis.settings.register_profile("fixed", derandomize=True, database=None)
+hypothesis.settings.register_profile("random", database=None)
+hypothesis.settings.load_profile("random" if os.environ.get("HOTLINE_FUZZ_RANDOM") else "fixed")
 
 ROOT = Path(__file__).resolve().parents[1]
 # HOTLINE_TEST_SLOT=N runs a second, separate stack (own state folder and ports), so two
