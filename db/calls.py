@@ -16,6 +16,11 @@ import asyncpg
 
 from db import agents, events, worklist
 
+# A call cut by the system (Asterisk restarted under it), not by the caller: its own end
+# reason and queue-log event, so figures count it apart from abandoned calls.
+SYSTEM_LOST = worklist.SYSTEM_LOST
+SYSTEM_LOST_EVENT = "SYSTEMLOST"
+
 # How each strategy orders the ready agents of a queue ($1 = queue id).
 _AGENT_ORDER = {
     "longest_idle": "a.idle_since, a.id",
@@ -274,11 +279,14 @@ async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str,
                 row["queue"], row["entered_queue_at"],
             )
             event = "CALLBACKFAIL" if reason.startswith("callback_") else (
-                "EXITWITHTIMEOUT" if reason.startswith("overflow") else "ABANDON")
+                "EXITWITHTIMEOUT" if reason.startswith("overflow") else
+                SYSTEM_LOST_EVENT if reason == SYSTEM_LOST else "ABANDON")
             await _log(conn, event, call_id, row["queue"], None,
                        position=position + 1, waited=round(float(waited or 0), 3),
                        reason=reason)
-            if event == "ABANDON":
+            if event == SYSTEM_LOST_EVENT:
+                await worklist.add(conn, call_id, "abandoned", reason=SYSTEM_LOST)
+            elif event == "ABANDON":
                 # Missed calls are called back (national rules): on the worklist, with
                 # the reason when the line died rather than the caller hanging up.
                 await worklist.add(conn, call_id, "abandoned",
@@ -292,9 +300,13 @@ async def end(conn: asyncpg.Connection, call_id: uuid.UUID, reason: str,
             hold = await conn.fetchval(
                 "SELECT extract(epoch FROM $1::timestamptz - $2::timestamptz)",
                 row["answered_at"], row["entered_queue_at"])
-            event = "COMPLETEAGENT" if reason == "agent_hangup" else "COMPLETECALLER"
+            event = "COMPLETEAGENT" if reason == "agent_hangup" else (
+                SYSTEM_LOST_EVENT if reason == SYSTEM_LOST else "COMPLETECALLER")
             await _log(conn, event, call_id, row["queue"], row["agent_id"],
                        holdtime=round(float(hold or 0), 3), talktime=round(float(talk), 3))
+            if event == SYSTEM_LOST_EVENT:
+                # Cut off mid-conversation by the system: the citizen is owed a call back.
+                await worklist.add(conn, call_id, "abandoned", reason=SYSTEM_LOST)
         elif row["state"] == "ivr":
             await _log(conn, "IVRHANGUP", call_id, row["queue"], reason=reason)
         freed = list(rung)

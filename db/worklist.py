@@ -24,7 +24,11 @@ REASONS = {
     # A waiting caller whose line died without a hang-up (ivr/channels.py LINE_LOST).
     "rtp_timeout": "来电方线路中断（长时间无语音，未正常挂机）",
     "session_expired": "来电方线路中断（运营商会话超时，未正常挂机）",
+    # Asterisk restarted under the call (waiting or talking): the hotline cut it, not the
+    # caller; these come first on the list, oldest first.
+    "system_lost": "系统故障中断（非市民挂机），请优先回拨",
 }
+SYSTEM_LOST = "system_lost"
 
 
 async def add(conn: asyncpg.Connection, call_id: uuid.UUID, kind: str,
@@ -54,7 +58,9 @@ async def open_items(conn: asyncpg.Connection) -> list[asyncpg.Record]:
                    ORDER BY l.at DESC LIMIT 1) AS position
            FROM worklist w JOIN calls c ON c.id = w.call_id
            LEFT JOIN cases k ON k.id = c.case_id
-           WHERE w.status = 'open' ORDER BY w.created_at"""
+           WHERE w.status = 'open'
+           ORDER BY w.reason IS NOT DISTINCT FROM 'system_lost' DESC,
+                    CASE WHEN w.reason = 'system_lost' THEN c.arrived_at END, w.created_at"""
     )
 
 

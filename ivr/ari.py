@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -218,6 +219,15 @@ class Ari:
 
     async def bridges(self) -> list[Event]:
         return list(await self.request("GET", "/bridges"))
+
+    async def started_at(self) -> datetime | None:
+        """When this Asterisk started (its status.startup_time), None if it does not say."""
+        info = await self.request("GET", "/asterisk/info", params={"only": "status"})
+        text = (info.get("status") or {}).get("startup_time") if isinstance(info, dict) else None
+        try:
+            return datetime.fromisoformat(text) if text else None
+        except ValueError:
+            return None
 
     # -- events -----------------------------------------------------------------------
 

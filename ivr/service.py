@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -194,11 +195,16 @@ class CallControl:
         except AriError as e:
             log.error("reconcile: queue bridges not ready (%s)", e)
         channels = {c["id"]: c for c in await self.ari.channels()}
+        try:
+            started = await self.ari.started_at()
+        except Exception:  # without it calls are judged as before: the caller's hang-up
+            log.warning("reconcile: Asterisk's start time is unknown")
+            started = None
         async with self.pool.acquire() as conn:
             live = await call_store.live(conn)
         for row in live:
             try:
-                await self._reconcile_call(row, channels)
+                await self._reconcile_call(row, channels, started)
             except Exception:
                 log.exception("reconcile: call %s could not be reconciled", row["id"])
         try:
@@ -224,7 +230,8 @@ class CallControl:
             log.exception("reconcile: voice messages of the fallback could not be imported")
         self.queue.kick()
 
-    async def _reconcile_call(self, row: asyncpg.Record, channels: dict[str, Event]) -> None:
+    async def _reconcile_call(self, row: asyncpg.Record, channels: dict[str, Event],
+                              started: datetime | None = None) -> None:
         call_id, caller = row["id"], row["channel_id"]
         if self.inboxes.has(caller):
             return  # its IVR is running in this process: it will enqueue it
@@ -233,13 +240,20 @@ class CallControl:
             await self._adopt_callback(row, channels, known)
             return
         if caller not in channels:
-            log.info("reconcile: call %s's caller is gone", call_id)
+            # A call older than this Asterisk was cut by its restart (a crash), not by the
+            # caller: it goes at the head of the callback worklist and counts apart.
+            lost = started is not None and row["arrived_at"] < started
+            reason = call_store.SYSTEM_LOST if lost else None
+            if lost:
+                log.warning("reconcile: call %s was cut by an Asterisk restart", call_id)
+            else:
+                log.info("reconcile: call %s's caller is gone", call_id)
             if known:
-                await self.queue.caller_gone(caller)
+                await self.queue.caller_gone(caller, reason)
                 return
             async with self.pool.acquire() as conn:
                 legs = [o["channel_id"] for o in await call_store.offers(conn, call_id)]
-                await call_store.end(conn, call_id, "caller_hangup")
+                await call_store.end(conn, call_id, reason or "caller_hangup")
             for leg in [*legs, row["agent_channel_id"]]:
                 if leg in channels:
                     await self.ari.channel(leg).hangup()

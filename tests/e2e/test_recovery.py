@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from db import cases as case_store
+from hotline.asterisk import AsteriskInstance, locate
 from tests.conftest import VAR, Stack, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
@@ -58,8 +59,11 @@ async def test_call_control_killed_callers_hear_fallback_and_waiting_calls_keep_
     after = await db.fetchrow("SELECT * FROM calls WHERE id = $1", before["id"])
     assert after["state"] == "waiting"
     assert after["entered_queue_at"] == before["entered_queue_at"]
+    # Call control never saw the caller who reached the fallback (only their message is
+    # imported, as a call of its own, below).
     assert await db.fetchval("SELECT count(*) FROM calls WHERE dialled_number = '63160000' "
-                             "AND arrived_at > $1", before["arrived_at"]) == 0
+                             "AND arrived_at > $1 AND channel_id NOT LIKE 'fallback-%'",
+                             before["arrived_at"]) == 0
 
     # ...and the waiting caller is served by the next ready agent, bridged in Asterisk.
     a1 = await desk("agent1")
@@ -83,3 +87,57 @@ async def test_call_control_killed_callers_hear_fallback_and_waiting_calls_keep_
         before["arrived_at"], timeout=90)
     found = await case_store.find_by_phone(db, stack.keyring(), "13833334444")
     assert case_id in {r["id"] for r in found}
+    # The message's call has the number dialled, and the caller's number is not in it.
+    fallback = await db.fetchrow("SELECT * FROM calls WHERE case_id = $1", case_id)
+    assert fallback["dialled_number"] == "63160000"
+    assert "13833334444" not in str(dict(fallback))
+
+
+async def test_calls_cut_by_an_asterisk_crash_are_owed_a_call_back_first(
+    stack: Stack, db: asyncpg.Connection, desk
+) -> None:
+    """kill -9 of Asterisk with one caller talking and two waiting: `hotline run` starts it
+    again and call control reconciles; all three calls end as lost by the system (not the
+    callers' hang-ups), head the callback worklist in the order they arrived, and count
+    apart in the queue log."""
+    since = time.time() - 1
+    stack.call("12345", "13811115551")
+    await wait_until(db, "SELECT count(*) = 1 FROM calls WHERE state = 'waiting' "
+                         "AND arrived_at >= to_timestamp($1)", since)
+    agent = await desk("agent1")
+    await agent.set_state("ready")
+    await wait_until(db, "SELECT count(*) = 1 FROM calls WHERE state = 'connected' "
+                         "AND arrived_at >= to_timestamp($1)", since)
+    for caller in ("13811115552", "13811115553"):
+        stack.call("12345", caller)
+        await wait_until(db, "SELECT count(*) FROM calls WHERE state = 'waiting' "
+                             "AND arrived_at >= to_timestamp($1)", since)
+    await wait_until(db, "SELECT count(*) = 2 FROM calls WHERE state = 'waiting' "
+                         "AND arrived_at >= to_timestamp($1)", since)
+    # (A message an earlier test left at the fallback may be imported meanwhile: a call
+    # of its own, not one of these.)
+    calls = await db.fetch("SELECT id, state FROM calls WHERE arrived_at >= to_timestamp($1) "
+                           "AND channel_id NOT LIKE 'fallback-%' ORDER BY arrived_at", since)
+    ids = [c["id"] for c in calls]
+    assert [c["state"] for c in calls] == ["connected", "waiting", "waiting"]
+
+    asterisk = AsteriskInstance(locate(), VAR)
+    os.kill(int((asterisk.host_base / "run" / "asterisk.pid").read_text()), signal.SIGKILL)
+
+    await wait_until(db, "SELECT count(*) = 3 FROM calls WHERE state = 'ended' "
+                         "AND id = ANY($1)", ids, timeout=60)
+    ended = await db.fetch("SELECT end_reason FROM calls WHERE id = ANY($1)", ids)
+    assert [r["end_reason"] for r in ended] == ["system_lost"] * 3
+    assert await db.fetchval(
+        "SELECT count(*) FROM queue_log WHERE event = 'SYSTEMLOST' AND call_id = ANY($1)",
+        ids) == 3
+    assert await db.fetchval(
+        "SELECT count(*) FROM queue_log WHERE event IN ('ABANDON', 'COMPLETECALLER') "
+        "AND call_id = ANY($1)", ids) == 0
+    status, body = await agent.request("GET", "/api/worklist")
+    assert status == 200
+    items = body["items"]
+    lost = [i for i in items if "系统故障" in (i.get("reason_text") or "")]
+    assert items[:len(lost)] == lost  # lost calls come first (an earlier run's too)...
+    ours = [str(i) for i in ids]
+    assert [i["call_id"] for i in lost if i["call_id"] in ours] == ours  # ...in order
