@@ -26,7 +26,7 @@ import asyncpg
 import yaml
 from aiohttp import WSMsgType, web
 
-from agent_desk import admin_api, audit_api, casework_api, dialout_api, softphone
+from agent_desk import admin_api, audit_api, casework_api, dialout_api, headers, softphone
 from agent_desk.open311 import open311_routes
 from agent_desk.publication_routes import publication_routes
 from casework.stats import AssessmentFormula
@@ -1029,6 +1029,8 @@ def make_app(cfg: HotlineConfig, pool: asyncpg.Pool, keyring: Keyring,
                           client_max_size=MAX_BODY)
     app[DESK] = Desk(cfg, pool, keyring, dsn, config_path=config_path,
                      phone_secrets=phone_secrets or dict)
+    # CSP, nosniff, no-referrer, no-store: on every response, errors included (headers.py).
+    app.on_response_prepare.append(headers.add_security_headers)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", health)
     app.router.add_get("/api/openapi.json", openapi)

@@ -422,7 +422,9 @@ def _plain(value: Any) -> Any:
 
 def assignment_form(case: dict[str, Any], hotline_name: str) -> str:
     """The acceptance and assignment form (受理交办单) as a printable A4 page. Personal
-    fields stay masked: the unit asks for them through the desk, with a reason."""
+    fields stay masked: the unit asks for them through the desk, with a reason. Its style
+    and print button are static/assignment-form.css and .js (the desk's CSP runs no inline
+    style or script)."""
     e = html.escape
     lead = next((x for x in case["assignments"] if x["current"] and x["role"] == "lead"), None)
     co = [x["unit"] for x in case["assignments"] if x["current"] and x["role"] == "co"]
@@ -445,17 +447,9 @@ def assignment_form(case: dict[str, Any], hotline_name: str) -> str:
     body = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows)
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>受理交办单 {e(case['case_no'])}</title>
-<style>
-@page {{ size: A4; margin: 20mm; }}
-body {{ font-family: "WenQuanYi Zen Hei", "Noto Sans CJK SC", sans-serif; color: #000; }}
-h1 {{ text-align: center; font-size: 22pt; letter-spacing: 4px; }}
-table {{ width: 100%; border-collapse: collapse; font-size: 12pt; }}
-th, td {{ border: 1px solid #000; padding: 8px; vertical-align: top; }}
-th {{ width: 7em; text-align: center; background: #f2f2f2; }}
-.content {{ min-height: 12em; white-space: pre-wrap; }}
-.sign {{ margin-top: 2em; display: flex; justify-content: space-between; }}
-@media print {{ .noprint {{ display: none; }} }}
-</style></head><body>
+<link rel="stylesheet" href="/static/assignment-form.css">
+<script src="/static/assignment-form.js" defer></script>
+</head><body>
 <h1>{e(hotline_name)}受理交办单</h1>
 <table>{body}
 <tr><th>反映内容</th><td class="content">{e(case['content'])}</td></tr>
@@ -465,5 +459,5 @@ th {{ width: 7em; text-align: center; background: #f2f2f2; }}
 </table>
 <div class="sign"><span>交办人：________</span><span>签收人：________</span>
 <span>签收时间：____年__月__日</span></div>
-<p class="noprint"><button onclick="window.print()">打印</button></p>
+<p class="noprint"><button id="print" type="button">打印</button></p>
 </body></html>"""
