@@ -191,18 +191,20 @@ async def test_the_browser_is_the_agents_phone(
             await asyncio.sleep(1)
             tx0, rx0 = await _rtp(ari, leg)
             media0 = browser.execute_async_script(BROWSER_MEDIA)
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(5)
             tx1, rx1 = await _rtp(ari, leg)
             media1 = browser.execute_async_script(BROWSER_MEDIA)
             print(f"webrtc channel RTP: Asterisk sent {tx0} -> {tx1}, received {rx0} -> {rx1};"
                   f" browser {media0} -> {media1}")
-            # 50 packets a second each way at best (75 in 1.5 s); what Asterisk passes on to
-            # the browser follows the citizen's looped pcap, which has gaps: half is audio
-            # flowing, nothing is silence.
-            assert tx1 - tx0 >= 30 and rx1 - rx0 >= 30
+            # The browser sends 50 packets a second. What Asterisk passes on to it is the
+            # citizen's SIPp audio, a 7 s pcap replayed from its first RTP sequence number
+            # each time: after the first replay Asterisk likely takes most of it for old packets
+            # and forwards only some (5-9 a second were seen; a real carrier's stream does
+            # not go back). Either way audio reaches the browser, not silence.
+            assert tx1 - tx0 >= 15 and rx1 - rx0 >= 100
             # ...and as the browser counts it: DTLS-SRTP, G.711, the ICE pair it chose.
-            assert media1["received"] - media0["received"] >= 30
-            assert media1["sent"] - media0["sent"] >= 30
+            assert media1["received"] - media0["received"] >= 15
+            assert media1["sent"] - media0["sent"] >= 100
             assert media1["dtls"] == "connected" and media1["srtp"]
             assert media1["codec"] in ("audio/PCMU", "audio/PCMA")
 

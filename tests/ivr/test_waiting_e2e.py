@@ -14,8 +14,9 @@ import pytest
 
 from db import recordings
 from hotline.asterisk import AsteriskInstance, locate
-from tests.conftest import VAR, Stack, wait_until
-from tests.sip import FarEnd
+from ivr.ari import AriError
+from tests.conftest import SIP_TARGET, VAR, Stack, wait_until
+from tests.sip import FarEnd, citizen_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
 
@@ -67,15 +68,12 @@ async def test_waiting_callers_hear_their_place_and_wait_in_mandarin(
 
 
 async def test_a_caller_waiting_too_long_leaves_a_voice_message_that_joins_the_case(
-    stack: Stack, db: asyncpg.Connection
+    stack: Stack, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     before = {r["id"] for r in await db.fetch("SELECT id FROM calls")}
-    # The caller speaks (a prompt stands in for a voice) once the beep has sounded.
-    delay = stack.prompt_seconds("t_hello") + 8 + stack.prompt_seconds("voice_message") + 2
-    # --hold counts after the sound: the caller hangs up 6 s after speaking, which ends the
-    # recording (a Local channel sends no frames for silence detection to hear).
-    stack.call("96005", "13600000003", "--hold", "6", "--dtmf-delay", f"{delay:.1f}",
-               "--say", "hotline/please_hold")
+    # A caller from the carrier: SIPp sends speech (A-law RTP) all along.
+    caller = await citizen_call(SIP_TARGET, "96005", caller="13600000003", hold=60,
+                                log_dir=tmp_path)
     await wait_until(db, "SELECT count(*) FROM calls WHERE NOT (id = ANY($1::uuid[]))",
                      list(before))
     call_id: uuid.UUID = await db.fetchval(
@@ -85,6 +83,18 @@ async def test_a_caller_waiting_too_long_leaves_a_voice_message_that_joins_the_c
                          "WHERE id = $1", call_id, timeout=40)
     assert await db.fetchval("SELECT count(*) FROM queue_log WHERE call_id = $1 "
                              "AND event = 'EXITWITHTIMEOUT'", call_id) == 1
+    # The caller hangs up a few seconds after the beep.
+    channel = await db.fetchval("SELECT channel_id FROM calls WHERE id = $1", call_id)
+    async with stack.ari() as ari:
+        for _ in range(150):
+            try:
+                await ari.request("GET", f"/recordings/live/hotline-vm-{call_id}")
+                break
+            except AriError:
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(4)
+        await ari.channel(channel).hangup()
+    await caller.wait(timeout=20)
     # The recording ends on #, silence or the caller hanging up, and joins the case.
     rec = await wait_until(db, "SELECT file FROM case_recordings WHERE call_id = $1",
                            call_id, timeout=90)
