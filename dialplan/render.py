@@ -226,10 +226,12 @@ displayconnects = no
 secret = {secrets.ami_secret}
 deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
-; Only what the hotline uses: events, and reloading configuration. No originate and
-; no command: Asterisk runs as root, so those would hand out a shell.
+; Only what the hotline uses: events (security: the SIP guard), reloading a module and
+; listing endpoints (system), listing the dialplan (reporting). No originate, no command
+; and no config (which could write System() into the dialplan): each would hand out a
+; shell, as Asterisk runs as root.
 read = system,call,agent,reporting,security
-write = system,config
+write = system,reporting
 """
 
 

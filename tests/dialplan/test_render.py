@@ -192,6 +192,11 @@ def test_manager_conf_has_the_ami_user(files: dict[str, str]) -> None:
     user = section(files["manager.conf"], SECRETS.ami_user)
     assert f"secret = {SECRETS.ami_secret}" in user
     assert "permit = 127.0.0.1/255.255.255.255" in user
+    # Only what `config apply` and the SIP guard use: never originate, command or config.
+    assert "write = system,reporting" in user.splitlines()
+    assert not {"config", "command", "originate", "all"} & set(
+        next(line for line in user.splitlines() if line.startswith("write"))
+        .split("=", 1)[1].strip().split(","))
 
 
 def test_secrets_are_not_mixed_up(files: dict[str, str]) -> None:
