@@ -26,7 +26,15 @@ import asyncpg
 import yaml
 from aiohttp import WSMsgType, web
 
-from agent_desk import admin_api, audit_api, casework_api, dialout_api, headers, softphone
+from agent_desk import (
+    admin_api,
+    audit_api,
+    casework_api,
+    dialout_api,
+    headers,
+    ratelimit,
+    softphone,
+)
 from agent_desk.open311 import open311_routes
 from agent_desk.publication_routes import publication_routes
 from casework.stats import AssessmentFormula
@@ -48,8 +56,6 @@ MAX_BODY = 64 * 1024
 # /api routes answered without a session: logging in, and the API's own description.
 PUBLIC_API = ("/api/login", "/api/openapi.json")
 OPENAPI = Path(__file__).parent / "openapi.yaml"
-LOGIN_FAILURES_PER_MINUTE = 10
-LOGIN_FAILURES_ALL_PER_MINUTE = 100
 SESSION_CHECK_SECONDS = 30
 # An open desk pings on the user's input; more than one ping in this time is not written.
 ACTIVITY_WRITE_SECONDS = 30
@@ -70,7 +76,8 @@ class Desk:
     config_path: str | None = None
     sockets: dict[int, set[web.WebSocketResponse]] = field(
         default_factory=lambda: defaultdict(set))
-    login_failures: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # The login's first line in memory: per account and per client address, never global.
+    login_limits: ratelimit.LoginLimits = field(default_factory=ratelimit.LoginLimits)
     # Role and unit of each connected desk user: case notices go only where they may.
     roles: dict[int, tuple[str, int | None]] = field(default_factory=dict)
     snapshot_pending: bool = False
@@ -215,20 +222,21 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(name, str) or not isinstance(password, str) or len(name) > 64 \
             or len(password) > 256:
         return _error(400, "请输入用户名和密码")
-    # A first line in memory, before any database work: a burst from anywhere.
-    now = time.monotonic()
-    for key in list(desk.login_failures):
-        desk.login_failures[key] = [t for t in desk.login_failures[key] if now - t < 60]
-        if not desk.login_failures[key]:
-            del desk.login_failures[key]
-    if len(desk.login_failures.get(name, ())) >= LOGIN_FAILURES_PER_MINUTE or \
-            sum(map(len, desk.login_failures.values())) >= LOGIN_FAILURES_ALL_PER_MINUTE:
-        return _error(429, "登录失败次数过多，请一分钟后再试")
+    address, secure = client_of(request)
+    # A first line in memory, before any database work: a burst from one address (IPv6:
+    # one /64) or at one account. Never a count of everyone's: that would let anyone lock
+    # the whole duty room out.
+    refusal = desk.login_limits.refused(name, address)
+    if refusal is not None:
+        message = ("此地址登录失败次数过多，请一分钟后再试" if refusal.by == "address"
+                   else "登录失败次数过多，请一分钟后再试")
+        resp = _error(429, message)
+        resp.headers["Retry-After"] = str(refusal.seconds)
+        return resp
     code = body.get("code")
     if code is not None and (not isinstance(code, str) or len(code) > 16):
         return _error(400, "动态验证码应为 6 位数字")
     clock = desk.clock()
-    address, secure = client_of(request)
     async with desk.pool.acquire() as conn:
         agent = await agent_store.by_login(conn, name)
         attempt = login_store.Attempt(name, agent["id"] if agent else None, address)
@@ -261,7 +269,7 @@ async def login(request: web.Request) -> web.Response:
                                            "动态验证码不正确或已用过，请输入验证器上新的验证码",
                                            totp_required=True)
         await login_store.succeeded(conn, attempt, clock)
-        desk.login_failures.pop(name, None)
+        desk.login_limits.succeeded(name)
         token, session = await session_store.create(conn, agent["id"], clock)
         if agent["state"] == "logged_out":
             agent = await agent_store.set_state(conn, agent["id"], "paused", "login")
@@ -289,7 +297,7 @@ def _locked_login(until: datetime, now: datetime) -> web.Response:
 async def _login_failed(desk: Desk, attempt: login_store.Attempt, now: datetime,
                         outcome: str, message: str, **extra: Any) -> web.Response:
     """Count a failed password or code toward the lock-out and answer it."""
-    desk.login_failures[attempt.login].append(time.monotonic())
+    desk.login_limits.failed(attempt.login, attempt.address)
     async with desk.pool.acquire() as conn:
         until = await login_store.failed(conn, attempt, now, outcome)
     log.info("desk login failed%s", " and locked the login" if until else "")

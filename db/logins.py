@@ -4,8 +4,8 @@ Failures are counted per login name in the database, so a lock-out holds across 
 and across desk processes: FAILURES_BEFORE_LOCK wrong passwords (or second-factor codes)
 within WINDOW lock the name for LOCK_FOR. Names that are not accounts are counted the same
 way, so the answer never tells which logins exist. Failures are also counted per client
-address (from the record of attempts). No password is ever stored; a login name is
-recorded only when it names an account.
+address (from the record of attempts): an IPv4 address, or an IPv6 /64 (address_group). No
+password is ever stored; a login name is recorded only when it names an account.
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ LOCK_FOR = timedelta(minutes=15)
 # Per client address: a duty room behind one NAT address shares this, so it is generous;
 # it stops one machine from trying many names.
 ADDRESS_FAILURES = 30
+# An IPv6 subscriber (a home line, a data centre machine) usually holds a whole /64 and may
+# use a fresh address of it for every try: counting single IPv6 addresses would stop nobody.
+IPV6_GROUP_PREFIX = 64
 OUTCOMES = ("success", "failure", "totp_failure", "lockout", "locked", "address_limited",
             "unlocked", "totp_enabled", "totp_disabled")
 FAILURES = ("failure", "totp_failure")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+AddressGroup = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,14 @@ class Attempt:
     login: str
     agent_id: int | None
     address: Address | None
+
+
+def address_group(address: Address) -> AddressGroup:
+    """The addresses whose failures count together: an IPv4 address alone, an IPv6
+    address with the rest of its /64."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return ipaddress.IPv4Network(address)
+    return ipaddress.IPv6Network((address, IPV6_GROUP_PREFIX), strict=False)
 
 
 def login_key(login: str) -> bytes:
@@ -69,13 +81,20 @@ async def locked_until(conn: asyncpg.Connection, login: str, now: datetime) -> d
 
 async def address_blocked_until(conn: asyncpg.Connection, address: Address | None,
                                 now: datetime) -> datetime | None:
-    """Until when an address may not try (ADDRESS_FAILURES failures within WINDOW), or None."""
+    """Until when an address may not try (ADDRESS_FAILURES failures within WINDOW from its
+    address_group), or None."""
     if address is None:
         return None
+    # The record keeps each exact address; the count takes its group, as the range from
+    # its first to its last address (the record holds single addresses only). A range,
+    # not `<<= group`: a prepared statement's generic plan uses the index on (address, at)
+    # for a range of parameters, and not for `<<=`.
+    group = address_group(address)
     times = await conn.fetch(
-        """SELECT at FROM login_events WHERE address = $1 AND at > $2
-             AND outcome = ANY($3::text[]) ORDER BY at DESC LIMIT $4""",
-        address, now - WINDOW, list(FAILURES), ADDRESS_FAILURES)
+        """SELECT at FROM login_events WHERE address BETWEEN $1 AND $2 AND at > $3
+             AND outcome = ANY($4::text[]) ORDER BY at DESC LIMIT $5""",
+        group.network_address, group.broadcast_address, now - WINDOW, list(FAILURES),
+        ADDRESS_FAILURES)
     if len(times) < ADDRESS_FAILURES:
         return None
     # Free again once the oldest of the last ADDRESS_FAILURES failures leaves the window.

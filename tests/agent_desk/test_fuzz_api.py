@@ -150,7 +150,7 @@ class FuzzDesk:
     def login(self, login: str) -> requests.Session:
         # Fuzzed logins with wrong passwords count against the per-minute limit and lock
         # the account and the address out: start this login afresh.
-        self.app[DESK].login_failures.clear()
+        self.app[DESK].login_limits.clear()
         self.run(self.pool.execute(
             "DO $$ BEGIN IF to_regclass('login_throttle') IS NOT NULL THEN "
             "DELETE FROM login_throttle; DELETE FROM login_events; END IF; END $$"))

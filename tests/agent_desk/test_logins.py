@@ -1,6 +1,7 @@
 """Logins of the desk (aiohttp test server, real PostgreSQL): the lock-out counted in the
 database (the same for names that are no account, kept across a new desk process, lifted
-by a supervisor), idle and absolute session limits, the Secure cookie behind a trusted
+by a supervisor, per IPv6 /64), the first line in memory (per address and per account,
+never global, bounded), idle and absolute session limits, the Secure cookie behind a trusted
 proxy, the supervisors' second factor (TOTP, RFC 6238) and CSRF on every state change."""
 
 from __future__ import annotations
@@ -47,6 +48,19 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+class Ticker:
+    """The clock of the desk's first line in memory (monotonic seconds), moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 Desk = tuple[web.Application, TestServer]
@@ -112,11 +126,17 @@ async def test_five_wrong_passwords_lock_the_account_and_unknown_names_alike(
         make_desk: MakeDesk, conn: asyncpg.Connection) -> None:
     await _user(conn, "agent1")
     clock = Clock()
-    _, server = await make_desk(clock)
+    app, server = await make_desk(clock)
     client = await _client(server)
+
+    # The first line in memory stops an eleventh failure from one address within a minute;
+    # this test is about the database's lock-out, so each name gets a minute of its own.
+    ticker = Ticker()
+    app[DESK].login_limits.clock = ticker
 
     answers: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for name in ("agent1", "nobody"):  # an account, and a name that is none
+        ticker.advance(60)
         answers[name] = []
         for _ in range(login_store.FAILURES_BEFORE_LOCK):
             status, body, _r = await _login(client, name, WRONG)
@@ -148,19 +168,26 @@ async def test_four_failures_do_not_lock_and_a_success_clears_them(
         make_desk: MakeDesk, conn: asyncpg.Connection) -> None:
     await _user(conn, "agent1")
     clock = Clock()
-    _, server = await make_desk(clock)
+    app, server = await make_desk(clock)
+    # A success does not clear its address's count in the first line in memory (ten
+    # failures per address and minute): the rounds here are a minute apart.
+    ticker = Ticker()
+    app[DESK].login_limits.clock = ticker
     client = await _client(server)
     for _ in range(login_store.FAILURES_BEFORE_LOCK - 1):
         assert (await _login(client, "agent1", WRONG))[0] == 401
     assert (await _login(client, "agent1"))[0] == 200
     # The count started again: four more failures still do not lock.
+    ticker.advance(60)
     for _ in range(login_store.FAILURES_BEFORE_LOCK - 1):
         assert (await _login(client, "agent1", WRONG))[0] == 401
     assert (await _login(client, "agent1"))[0] == 200
     # Failures further apart than the window do not add up either.
+    ticker.advance(60)
     for _ in range(login_store.FAILURES_BEFORE_LOCK - 1):
         assert (await _login(client, "agent1", WRONG))[0] == 401
     clock.advance(minutes=16)
+    ticker.advance(16 * 60)
     assert (await _login(client, "agent1", WRONG))[0] == 401
     assert (await _login(client, "agent1"))[0] == 200
     await client.close()
@@ -238,6 +265,145 @@ async def test_one_address_trying_many_names_is_stopped(
     addresses = {r["a"] for r in await conn.fetch(
         "SELECT DISTINCT host(address) AS a FROM login_events")}
     assert addresses == {"203.0.113.7", "203.0.113.8"}
+    await client.close()
+
+
+# -- the first line in memory: per address (IPv6 per /64) and per account, never global --
+
+
+def _from(address: str) -> dict[str, str]:
+    """The headers of a request that the trusted proxy (127.0.0.1) forwards from `address`."""
+    return {"X-Forwarded-For": address}
+
+
+async def _fail_all(client: TestClient[Any, Any],
+                    tries: list[tuple[str, str]]) -> list[int]:
+    """Wrong passwords for (login, address) pairs, ten at a time (argon2 takes a while)."""
+    statuses: list[int] = []
+    for i in range(0, len(tries), 10):
+        answers = await asyncio.gather(*(_login(client, name, WRONG, headers=_from(address))
+                                         for name, address in tries[i:i + 10]))
+        statuses += [status for status, _, _ in answers]
+    return statuses
+
+
+async def test_a_flood_of_failures_from_many_addresses_locks_no_other_agent_out(
+        make_desk: MakeDesk, conn: asyncpg.Connection) -> None:
+    await _user(conn, "agent2")
+    _, server = await make_desk(Clock(), trusted=("127.0.0.1",))
+    client = await _client(server)
+    # 150 failures within a minute: 50 addresses, 3 each; 40 names, at most 4 each (so
+    # neither the address nor the name reaches a limit of its own).
+    tries = [(f"guess{i % 40}", f"198.51.100.{i // 3 + 1}") for i in range(150)]
+    assert await _fail_all(client, tries) == [401] * 150
+    # An agent with the right password, at their own PC in the duty room, logs in.
+    status, body, _ = await _login(client, "agent2", headers=_from("192.0.2.10"))
+    assert status == 200, body
+    await client.close()
+
+
+async def test_eleven_failures_from_one_address_stop_that_address_only(
+        make_desk: MakeDesk, conn: asyncpg.Connection) -> None:
+    await _user(conn, "agent1")
+    app, server = await make_desk(Clock(), trusted=("127.0.0.1",))
+    ticker = Ticker()
+    app[DESK].login_limits.clock = ticker
+    client = await _client(server)
+    # Eleven names, one failure each (no name is locked; the database's address limit is
+    # 30): the eleventh try within the minute is refused before any database work.
+    statuses = await _fail_all(client, [(f"guess{i}", "203.0.113.7") for i in range(11)])
+    assert statuses == [401] * 10 + [429]
+    status, body, r = await _login(client, "agent1", headers=_from("203.0.113.7"))
+    assert status == 429 and body == {"error": "此地址登录失败次数过多，请一分钟后再试"}
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    # Another PC (behind the same proxy) logs in.
+    status, body, _ = await _login(client, "agent1", headers=_from("203.0.113.8"))
+    assert status == 200, body
+    # The refusals did no database work: only the ten failures and the login are on record.
+    outcomes = [r["outcome"] for r in await conn.fetch(
+        "SELECT outcome FROM login_events ORDER BY id")]
+    assert outcomes == ["failure"] * 10 + ["success"]
+    # A minute later the address may try again.
+    ticker.advance(60)
+    status, body, _ = await _login(client, "agent1", headers=_from("203.0.113.7"))
+    assert status == 200, body
+    await client.close()
+
+
+async def test_one_account_is_stopped_from_every_address_after_ten_failures(
+        make_desk: MakeDesk, conn: asyncpg.Connection,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The database would lock the name after five: lift that to see the first line's own.
+    monkeypatch.setattr(login_store, "FAILURES_BEFORE_LOCK", 100)
+    await _user(conn, "agent1")
+    await _user(conn, "agent2")
+    _, server = await make_desk(Clock(), trusted=("127.0.0.1",))
+    client = await _client(server)
+    tries = [("agent1", f"198.51.100.{i + 1}") for i in range(11)]
+    assert await _fail_all(client, tries) == [401] * 10 + [429]
+    status, body, r = await _login(client, "agent1", headers=_from("192.0.2.10"))
+    assert status == 429 and body == {"error": "登录失败次数过多，请一分钟后再试"}
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    # Another account from the same address is not stopped.
+    status, body, _ = await _login(client, "agent2", headers=_from("192.0.2.10"))
+    assert status == 200, body
+    await client.close()
+
+
+async def test_ipv6_addresses_share_a_budget_per_64(
+        make_desk: MakeDesk, conn: asyncpg.Connection) -> None:
+    await _user(conn, "agent1")
+    _, server = await make_desk(Clock(), trusted=("127.0.0.1",))
+    client = await _client(server)
+    # Ten failures from two addresses of one /64 (a machine may take a fresh address of
+    # its /64 for every try) ...
+    tries = [(f"guess{i}", "2001:db8:1:2::1" if i % 2 else "2001:db8:1:2:ffff:0:0:9")
+             for i in range(10)]
+    assert await _fail_all(client, tries) == [401] * 10
+    # ... stop that /64, from any of its addresses ...
+    status, body, _ = await _login(client, "agent1", headers=_from("2001:db8:1:2:abcd::7"))
+    assert status == 429 and "此地址" in body["error"]
+    # ... and no other.
+    status, body, _ = await _login(client, "agent1", headers=_from("2001:db8:1:3::1"))
+    assert status == 200, body
+    await client.close()
+
+
+async def test_the_database_counts_an_ipv6_address_per_64_too(
+        make_desk: MakeDesk, conn: asyncpg.Connection,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(login_store, "ADDRESS_FAILURES", 6)
+    await _user(conn, "agent1")
+    _, server = await make_desk(Clock(), trusted=("127.0.0.1",))
+    client = await _client(server)
+    # Six failures from six addresses of one /64 (under the first line's limit of ten) ...
+    tries = [(f"guess{i}", f"2001:db8:1:2::{i + 1:x}") for i in range(6)]
+    assert await _fail_all(client, tries) == [401] * 6
+    # ... stop the /64 in the database (its lock, not the first line's minute) ...
+    status, body, r = await _login(client, "agent1", headers=_from("2001:db8:1:2::abcd"))
+    assert status == 429 and "此地址" in body["error"] and "15 分钟后再试" in body["error"]
+    assert r.headers["Retry-After"] == str(15 * 60)
+    # ... and no other /64.
+    status, body, _ = await _login(client, "agent1", headers=_from("2001:db8:1:3::1"))
+    assert status == 200, body
+    # The record keeps each exact address; only the count groups them.
+    addresses = {r["a"] for r in await conn.fetch(
+        "SELECT host(address) AS a FROM login_events WHERE outcome = 'failure'")}
+    assert addresses == {address for _, address in tries}
+    await client.close()
+
+
+async def test_the_desks_memory_stays_bounded_under_a_flood_of_addresses_and_names(
+        make_desk: MakeDesk, conn: asyncpg.Connection) -> None:
+    app, server = await make_desk(Clock(), trusted=("127.0.0.1",))
+    limits = app[DESK].login_limits
+    limits.accounts.max_keys = limits.addresses.max_keys = 20
+    client = await _client(server)
+    tries = [(f"guess{i}", f"2001:db8:{i:x}::1") for i in range(60)]
+    assert await _fail_all(client, tries) == [401] * 60
+    assert len(limits.accounts) == 20 and len(limits.addresses) == 20
+    # Nothing that was typed is kept in memory (it may be a password in the wrong box).
+    assert not any(isinstance(key, str) for key in limits.accounts.keys())
     await client.close()
 
 
