@@ -117,6 +117,6 @@ def test_bench_render_extras_leave_the_production_files_alone() -> None:
     manager = with_bench["manager.conf"]
     assert "[hotline-bench]" in manager and "write = agent" in manager
     # The production AMI user keeps its narrow rights.
-    assert plain["manager.conf"] in manager and "write = system,config" in plain["manager.conf"]
+    assert plain["manager.conf"] in manager and "write = system,reporting" in plain["manager.conf"]
     assert "Queue(benchq)" in with_bench["extensions.conf"]
     assert "benchq" not in plain["queues.conf"] and "hotline-bench" not in plain["manager.conf"]
