@@ -16,6 +16,8 @@ from typing import Any
 from dialplan import sipguard, yamlsrc
 from dialplan.checks import ConfigChecker
 from dialplan.numbering import GuardRules
+from dialplan.prompts import DEFAULT_RATE as DEFAULT_SPEECH_RATE
+from dialplan.prompts import RATES as SPEECH_RATES
 from dialplan.sipguard import SipGuard
 from dialplan.trunks import (
     DialOut,
@@ -199,6 +201,7 @@ class HotlineConfig:
     pause_reasons: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PAUSE_REASONS))
     casework: Casework = field(default_factory=Casework)
     area_code: str = "0377"  # the hotline's own area (Nanyang)
+    speech_rate: int = DEFAULT_SPEECH_RATE  # espeak-ng's words a minute, every prompt
     trunks: tuple[Trunk, ...] = ()
     dial_out: DialOut = field(default_factory=DialOut)
 
@@ -269,13 +272,24 @@ def _validate(tree: Node, c: _Checker) -> HotlineConfig | None:
     t: dict[str, Node] = tree.value
 
     name, default_queue, default_queue_line, area_code = "hotline", "", 0, "0377"
+    speech_rate = DEFAULT_SPEECH_RATE
     if "hotline" in t and c.mapping(t["hotline"], "'hotline'",
-                                    {"name", "default_queue", "area_code"}, set()):
+                                    {"name", "default_queue", "area_code", "speech_rate"},
+                                    set()):
         h = t["hotline"].value
         name = c.text(h.get("name"), "hotline name", "hotline")
         default_queue = c.text(h.get("default_queue"), "default_queue")
         default_queue_line = t["hotline"].keys.get("default_queue", 0)
         area_code = check_area_code(c, h.get("area_code"))
+        if "speech_rate" in h:
+            v = h["speech_rate"].value
+            lo, hi = SPEECH_RATES
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                c.err(h["speech_rate"].line, f"speech_rate must be a whole number of words a "
+                                             f"minute from {lo} to {hi} (espeak-ng's default "
+                                             f"is {DEFAULT_SPEECH_RATE})")
+            else:
+                speech_rate = v
 
     services: dict[str, str] = {}
     if "services" in t and c.mapping(t["services"], "'services'", set(t["services"].keys), set()):
@@ -520,6 +534,7 @@ def _validate(tree: Node, c: _Checker) -> HotlineConfig | None:
         pause_reasons=pause_reasons,
         casework=casework,
         area_code=area_code,
+        speech_rate=speech_rate,
         trunks=trunks,
         dial_out=dial_out,
     )

@@ -17,6 +17,9 @@ import subprocess
 from pathlib import Path
 
 VOICE = "cmn"
+# espeak-ng's speed in words a minute (`hotline: speech_rate:`); 175 is its own default.
+DEFAULT_RATE = 175
+RATES = (80, 450)  # what espeak-ng accepts and a caller can still follow
 # Prompt ids name files (cache and Asterisk sounds): a safe file-name stem, nothing else.
 PROMPT_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -25,29 +28,37 @@ class PromptError(Exception):
     """A prompt could not be made into audio (plain-words message)."""
 
 
-def prompt_file(cache_dir: Path, pid: str, text: str) -> Path:
+def prompt_file(cache_dir: Path, pid: str, text: str, rate: int = DEFAULT_RATE) -> Path:
     """Where the audio of a prompt with this text is (or will be) cached: the name holds a
-    digest of the voice and the text, so a reworded prompt gets a file of its own."""
-    digest = hashlib.sha256(f"{VOICE}\n{text}".encode()).hexdigest()[:16]
+    digest of the voice, the rate and the text, so a reworded prompt gets a file of its own."""
+    # The default rate is left out of the digest: files made before the rate could be set
+    # stay valid.
+    spoken = f"{VOICE}\n{text}" if rate == DEFAULT_RATE else f"{VOICE}\n{rate}\n{text}"
+    digest = hashlib.sha256(spoken.encode()).hexdigest()[:16]
     return cache_dir / f"{pid}-{digest}.wav"
 
 
-def espeak_argv(wav: Path) -> list[str]:
+def espeak_argv(wav: Path, rate: int = DEFAULT_RATE) -> list[str]:
     """The espeak-ng command that speaks standard input into wav. It never holds the text:
     a text on the command line could be taken as an option (-f reads a file aloud)."""
+    if not RATES[0] <= rate <= RATES[1]:
+        raise PromptError(f"speech rate {rate} is not between {RATES[0]} and {RATES[1]}")
     # --stdin: the whole input at once (not line by line); -b 1: it is UTF-8, whatever
     # the locale of the process.
-    return ["espeak-ng", "-v", VOICE, "-s", "175", "-b", "1", "-w", str(wav), "--stdin"]
+    return ["espeak-ng", "-v", VOICE, "-s", str(int(rate)), "-b", "1", "-w", str(wav),
+            "--stdin"]
 
 
-def espeak(text: str, wav: Path) -> subprocess.CompletedProcess[bytes]:
-    """Speak text into wav (espeak-ng's own rate); the finished process, for its return
+def espeak(text: str, wav: Path, rate: int = DEFAULT_RATE) -> subprocess.CompletedProcess[bytes]:
+    """Speak text into wav at `rate` words a minute; the finished process, for its return
     code and stderr."""
-    return subprocess.run(espeak_argv(wav), input=text.encode("utf-8"), capture_output=True)
+    return subprocess.run(espeak_argv(wav, rate), input=text.encode("utf-8"),
+                          capture_output=True)
 
 
-def build(prompts: dict[str, str], cache_dir: Path) -> dict[str, Path]:
-    """Make (or reuse) a WAV for every prompt; return prompt id -> file."""
+def build(prompts: dict[str, str], cache_dir: Path,
+          rate: int = DEFAULT_RATE) -> dict[str, Path]:
+    """Make (or reuse) a WAV for every prompt, spoken at `rate`; return prompt id -> file."""
     for tool, package in (("espeak-ng", "espeak-ng"), ("sox", "sox")):
         if not shutil.which(tool):
             raise PromptError(f"{tool} is not installed (Debian package {package}); "
@@ -57,10 +68,10 @@ def build(prompts: dict[str, str], cache_dir: Path) -> dict[str, Path]:
     for pid, text in sorted(prompts.items()):
         if not PROMPT_ID.fullmatch(pid):  # it becomes a file name below
             raise PromptError(f"prompt id {pid!r} must be lower-case letters, digits or _")
-        final = prompt_file(cache_dir, pid, text)
+        final = prompt_file(cache_dir, pid, text, rate)
         if not final.exists():
             raw = cache_dir / f".{pid}.raw.wav"
-            spoken = espeak(text, raw)
+            spoken = espeak(text, raw, rate)
             if spoken.returncode != 0:
                 err = spoken.stderr.decode("utf-8", "replace").strip()
                 raise PromptError(f"espeak-ng could not speak prompt '{pid}': {err}")

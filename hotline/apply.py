@@ -685,7 +685,7 @@ async def _apply(rt: Runtime, conn: asyncpg.Connection, cand: _Candidate,
             f"it take effect, {where} and restart the hotline: {RESTART_HINT}"
         )
     try:
-        wavs = prompts.build(cfg.prompts, rt.prompts_dir)
+        wavs = prompts.build(cfg.prompts, rt.prompts_dir, cfg.speech_rate)
         inst.prepare({})  # the folders and sound links; the prompts go in atomically below
     except prompts.PromptError as e:
         raise ApplyError(f"the prompts could not be made: {e}") from None

@@ -41,7 +41,7 @@ def prepare_asterisk(rt: Runtime, cfg: config.HotlineConfig) -> AsteriskInstance
     """Render the configuration, build the prompts and lay out Asterisk's folders."""
     inst = AsteriskInstance(locate(), rt.var)
     # The YAML's prompts, and the number words announcements are made of.
-    wavs = prompts.build({**speech.WORDS, **cfg.prompts}, rt.prompts_dir)
+    wavs = prompts.build({**speech.WORDS, **cfg.prompts}, rt.prompts_dir, cfg.speech_rate)
     inst.prepare(wavs)
     inst.write_config(render.render(cfg, inst.dirs, rt.secrets(cfg)))
     return inst

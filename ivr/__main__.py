@@ -58,7 +58,8 @@ async def main() -> int:
         control = CallControl(cfg, ari, pool, keyring, os.environ["DATABASE_URL"], voicemail,
                               os.environ.get("HOTLINE_CONFIG", "config/hotline.yaml"))
         # The progress lookup by phone (FastAGI, reached from the dialplan).
-        agi = await progress.serve(pool, cfg.system.agi_port, voicemail.sounds_dir(), keyring)
+        agi = await progress.serve(pool, cfg.system.agi_port, voicemail.sounds_dir(), keyring,
+                                   rate=cfg.speech_rate)
         task = asyncio.create_task(control.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -129,8 +129,9 @@ class Speaker:
     """Speaks a sentence at run time (espeak-ng, Mandarin) into Asterisk's sounds, once per
     text."""
 
-    def __init__(self, sounds: Path | None):
+    def __init__(self, sounds: Path | None, rate: int = prompts.DEFAULT_RATE):
         self.sounds = sounds  # <astdatadir>/sounds/hotline on this machine
+        self.rate = rate  # the YAML's speech_rate, as for every other prompt
         self._lock = asyncio.Lock()
         self._made: dict[str, str] = {}
 
@@ -142,12 +143,13 @@ class Speaker:
         async with self._lock:  # one espeak-ng at a time; a text is made only once
             if text in self._made:
                 return self._made[text]
-            pid = "progress_say_" + hashlib.sha256(text.encode()).hexdigest()[:16]
+            pid = "progress_say_" + hashlib.sha256(
+                f"{self.rate}\n{text}".encode()).hexdigest()[:16]
             target = self.sounds / f"{pid}.wav"
             if not target.exists():
                 loop = asyncio.get_running_loop()
                 wavs = await loop.run_in_executor(
-                    None, prompts.build, {pid: text}, self.sounds.parent / ".runtime")
+                    None, prompts.build, {pid: text}, self.sounds.parent / ".runtime", self.rate)
                 tmp = self.sounds / f".{pid}.tmp"
                 shutil.copyfile(wavs[pid], tmp)
                 os.replace(tmp, target)  # Asterisk never sees a half-written file
@@ -282,10 +284,12 @@ def blind_caller(keyring: Keyring) -> CallerIndex:
 
 
 async def serve(pool: asyncpg.Pool, port: int, sounds: Path | None, keyring: Keyring,
-                host: str = "127.0.0.1") -> asyncio.Server | None:
+                host: str = "127.0.0.1",
+                rate: int = prompts.DEFAULT_RATE) -> asyncio.Server | None:
     """Start the FastAGI server; None (logged) when the port cannot be had, in which case
     the dialplan plays progress_unavailable to callers."""
-    app = application(ProgressLine(pool, Speaker(sounds), caller_index=blind_caller(keyring)))
+    app = application(ProgressLine(pool, Speaker(sounds, rate),
+                                   caller_index=blind_caller(keyring)))
     try:
         server = await asyncio.start_server(app.handler, host, port)
     except OSError as e:

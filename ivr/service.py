@@ -362,14 +362,16 @@ class CallControl:
                 self.flow.announcement = None
                 log.info("message to callers: off")
                 return
-            prompt = "announcement_" + hashlib.sha256(current["text"].encode()).hexdigest()[:12]
+            rate = self.cfg.speech_rate
+            prompt = "announcement_" + hashlib.sha256(
+                f"{rate}\n{current['text']}".encode()).hexdigest()[:12]
             sounds = self.voicemail.sounds_dir()
             if sounds is None:
                 log.error("message to callers cannot be played: no Asterisk folder known")
                 return
             loop = asyncio.get_running_loop()
             wavs = await loop.run_in_executor(
-                None, prompts.build, {prompt: current["text"]}, sounds.parent / ".runtime")
+                None, prompts.build, {prompt: current["text"]}, sounds.parent / ".runtime", rate)
             shutil.copyfile(wavs[prompt], sounds / f"{prompt}.wav")
             self.flow.announcement = Announcement(current["mode"], prompt)
             log.info("message to callers: %s", current["mode"])

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dialplan import prompts
+from dialplan import config, prompts
 from ivr.progress import Speaker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,3 +121,23 @@ def test_espeak_ng_is_run_only_by_dialplan_prompts() -> None:
               and ('"espeak-ng"' in p.read_text(encoding="utf-8")
                    or "'espeak-ng'" in p.read_text(encoding="utf-8"))]
     assert others == []
+
+
+def test_the_speech_rate_is_the_yamls_and_names_its_own_files(tmp_path: Path) -> None:
+    """hotline.speech_rate: espeak-ng's -s, checked in the YAML, and part of the cache name
+    (the shipped rate keeps the names files had before it could be set)."""
+    assert prompts.espeak_argv(tmp_path / "x.wav", 240)[3:5] == ["-s", "240"]
+    with pytest.raises(prompts.PromptError, match="between 80 and 450"):
+        prompts.espeak_argv(tmp_path / "x.wav", 1000)
+    same = prompts.prompt_file(tmp_path, "hello", "您好")
+    assert prompts.prompt_file(tmp_path, "hello", "您好", prompts.DEFAULT_RATE) == same
+    assert prompts.prompt_file(tmp_path, "hello", "您好", 240) != same
+
+    text = (ROOT / "config" / "hotline.yaml").read_text()
+    fast = config.loads(text.replace("  area_code: \"0377\"\n",
+                                     "  area_code: \"0377\"\n  speech_rate: 240\n", 1), "h.yaml")
+    assert fast.speech_rate == 240
+    assert config.loads(text, "h.yaml").speech_rate == prompts.DEFAULT_RATE
+    with pytest.raises(config.ConfigError, match="speech_rate must be a whole number"):
+        config.loads(text.replace("  area_code: \"0377\"\n",
+                                  "  area_code: \"0377\"\n  speech_rate: fast\n", 1), "h.yaml")
