@@ -36,6 +36,8 @@ from ivr.supervision import Supervision
 from ivr.voicemail import VoiceMessages
 
 log = logging.getLogger(__name__)
+# How often voice messages the fallback took are looked for (a folder listing: cheap).
+IMPORT_EVERY = 5.0
 HEARTBEAT_SECONDS = 2.0
 
 
@@ -381,7 +383,7 @@ class CallControl:
     async def import_voice_messages(self) -> None:
         """Messages the dialplan took while this service was down become cases."""
         while True:
-            await asyncio.sleep(15)
+            await asyncio.sleep(IMPORT_EVERY)
             try:
                 await self.voicemail.import_fallback()
             except Exception:

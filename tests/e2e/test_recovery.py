@@ -39,7 +39,7 @@ async def test_call_control_killed_callers_hear_fallback_and_waiting_calls_keep_
         async with stack.ari() as ari:
             await ari.channel(leaving["channel_id"]).hangup()
         # A caller arriving now is not left in silence: the dialplan's fallback answers.
-        stack.call("63160000", "13833334444", "--hold", "20")
+        stack.call("63160000", "13833334444", "--hold", "12")
         deadline = time.monotonic() + 20
         contexts: set[str] = set()
         async with stack.ari() as ari:
