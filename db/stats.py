@@ -3,6 +3,7 @@
 Definitions (docs/wallboard.md):
 - offered: ENTERQUEUE events (a caller entered the queue)
 - answered: CONNECT events; abandoned: ABANDON events, short ones waited < short_abandon s
+- lost: SYSTEMLOST events (calls the system cut, waiting or talking: not abandoned)
 - answer rate: answered / offered (GB/T 33358's 人工接通率)
 - service level: answered within service_level_seconds (15 s) / answered
 - ASA (average speed of answer): mean CONNECT holdtime
@@ -30,6 +31,7 @@ class Figures:
     service_level: float | None
     asa: float | None
     aht: float | None
+    lost: int = 0  # cut by the system (an Asterisk restart), counted apart from abandoned
 
 
 _FIGURES_SQL = """
@@ -51,6 +53,7 @@ SELECT
     count(*) FILTER (WHERE event = 'CONNECT') AS answered,
     count(*) FILTER (WHERE event = 'ABANDON') AS abandoned,
     count(*) FILTER (WHERE event = 'ABANDON' AND waited < $4) AS short_abandoned,
+    count(*) FILTER (WHERE event = 'SYSTEMLOST') AS lost,
     count(*) FILTER (WHERE event = 'CONNECT' AND holdtime <= $5) AS within_sl,
     avg(holdtime) FILTER (WHERE event = 'CONNECT') AS asa,
     avg(talktime) FILTER (WHERE event IN ('COMPLETECALLER', 'COMPLETEAGENT')) AS talk,
@@ -74,6 +77,7 @@ def _figures(row: asyncpg.Record) -> Figures:
         service_level=round(int(row["within_sl"]) / answered, 4) if answered else None,
         asa=round(float(row["asa"]), 1) if row["asa"] is not None else None,
         aht=aht,
+        lost=int(row["lost"]),
     )
 
 

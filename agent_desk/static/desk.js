@@ -1552,8 +1552,10 @@
     $('wb-asa').textContent = fmtStatSeconds(today.asa);
     $('wb-aht').textContent = fmtStatSeconds(today.aht);
     const ab = $('wb-abandoned');
-    ab.textContent = `${fmtCount(today.abandoned)}（短时 ${fmtCount(today.short_abandoned)}）`;
-    ab.title = shortSecs == null ? '' : `短时放弃：等待不足 ${shortSecs} 秒即挂机`;
+    ab.textContent = `${fmtCount(today.abandoned)}（短时 ${fmtCount(today.short_abandoned)}）`
+      + (today.lost ? `，系统中断 ${fmtCount(today.lost)}` : '');
+    ab.title = (shortSecs == null ? '' : `短时放弃：等待不足 ${shortSecs} 秒即挂机`)
+      + (today.lost ? '；系统中断：呼叫中心故障切断的来电，不计为放弃，已列入待回拨' : '');
 
     const intervals = (Array.isArray(d.intervals) ? d.intervals : [])
       .filter((x) => x && typeof x === 'object')

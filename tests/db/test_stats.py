@@ -37,6 +37,9 @@ async def _script(db: asyncpg.Connection) -> None:
         (at(20), c[3], "ENTERQUEUE", {}), (at(20, 40), c[3], "ABANDON", {"waited": 40}),
         (at(40), c[4], "ENTERQUEUE", {}), (at(40, 5), c[4], "CONNECT", {"holdtime": 5}),
         (at(41, 35), c[4], "COMPLETECALLER", {"talktime": 90}),
+        # Cut by an Asterisk restart while waiting: lost, not abandoned.
+        (at(50), uuid.UUID(int=7), "ENTERQUEUE", {}),
+        (at(50, 9), uuid.UUID(int=7), "SYSTEMLOST", {"waited": 9}),
     ]
     for when, call, event, data in rows:
         await db.execute("INSERT INTO queue_log (at, call_id, queue, event, data) "
@@ -53,16 +56,18 @@ async def _script(db: asyncpg.Connection) -> None:
 async def test_figures_of_a_scripted_hour(db: asyncpg.Connection) -> None:
     await _script(db)
     f = await stats.figures(db, T0, at(60), QUEUE, short_abandon=5, service_level_seconds=15)
-    assert (f.offered, f.answered, f.abandoned, f.short_abandoned) == (5, 3, 2, 1)
-    assert f.answer_rate == 0.6
+    assert (f.offered, f.answered, f.abandoned, f.short_abandoned, f.lost) == (6, 3, 2, 1, 1)
+    assert f.answer_rate == 0.5
     assert f.service_level == pytest.approx(2 / 3, abs=1e-4)  # 10 s and 5 s within 15 s
     assert f.asa == pytest.approx(11.7)  # (10 + 20 + 5) / 3
     assert f.aht == pytest.approx(100.0)  # talk (120 + 60 + 90) / 3 + wrap-up (15 + 5) / 2
 
     bins = await stats.intervals(db, T0, at(60), 15, QUEUE)
-    got = [(b["start"][11:16], b["offered"], b["answered"], b["abandoned"]) for b in bins]
+    got = [(b["start"][11:16], b["offered"], b["answered"], b["abandoned"], b["lost"])
+           for b in bins]
     # date_bin from 10:00 local (02:00 UTC); starts are shown in UTC by PostgreSQL
-    assert got == [("02:00", 3, 2, 1), ("02:15", 1, 0, 1), ("02:30", 1, 1, 0)]
+    assert got == [("02:00", 3, 2, 1, 0), ("02:15", 1, 0, 1, 0), ("02:30", 1, 1, 0, 0),
+                   ("02:45", 1, 0, 0, 1)]
     assert [b["start"] for b in await stats.intervals(db, T0, at(60), 60, QUEUE)] \
         == [datetime(2026, 1, 5, 2, 0, tzinfo=UTC).isoformat()]
 
