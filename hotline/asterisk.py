@@ -97,6 +97,20 @@ def write_name_files(root: Path, hostname: str | None = None) -> None:
             os.replace(tmp, path)
 
 
+# What Asterisk may inherit from the environment: nothing of the hotline's (the database's
+# address and password, the encryption keys, the ARI secret), which its dialplan functions
+# (ENV()) and any module could read.
+_ASTERISK_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+def asterisk_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment Asterisk starts with: only _ASTERISK_ENV of ours."""
+    source = os.environ if environ is None else environ
+    env = {k: source[k] for k in _ASTERISK_ENV if k in source}
+    env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    return env
+
+
 class AsteriskInstance:
     """One running Asterisk with the hotline's rendered configuration."""
 
@@ -188,7 +202,7 @@ class AsteriskInstance:
         log.info("starting Asterisk: %s", " ".join(cmd))
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, env=asterisk_env(),
         )
 
     def ctl(self, command: str) -> str:
