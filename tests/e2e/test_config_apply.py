@@ -144,8 +144,9 @@ async def test_apply_goes_live_without_dropping_a_waiting_caller_and_rolls_back(
         assert await _live_endpoints() >= {"8199"}
         (greeting,) = (VAR / "prompts").glob("welcome_96110-*.wav")
         assert _sound("welcome_96110") == greeting.read_bytes()
-        digest = hashlib.sha256(f"{prompts.VOICE}\n{NEW_HOLD}".encode()).hexdigest()[:16]
-        assert _sound("please_hold") == (VAR / "prompts" / f"please_hold-{digest}.wav").read_bytes()
+        made = prompts.prompt_file(VAR / "prompts", "please_hold", NEW_HOLD,
+                                   data["hotline"].get("speech_rate", prompts.DEFAULT_RATE))
+        assert _sound("please_hold") == made.read_bytes()
         assert stack.config.read_text(encoding="utf-8") == candidate.read_text(encoding="utf-8")
         await _still_waiting(stack, db, before)
 
