@@ -30,6 +30,7 @@ ACTIONS = {
     "recording_played": "收听录音",
     "personal_erased": "到期删除个人信息",
     "progress_heard": "电话查询办理进度",
+    "reveal_burst": "短时间内大量查看个人信息（需核查）",
 }
 FIELD_WORDS = {"caller_number": "来电号码", "callback_number": "回电号码", "name": "姓名",
                "address": "地址", "work_unit": "工作单位"}

@@ -27,7 +27,7 @@ from dialplan.config import HotlineConfig
 
 MAX_INT = 2**31 - 1  # PostgreSQL's int, the type of most ids
 STATUS_FOR = {"forbidden": 403, "not_found": 404, "invalid": 400, "bad_state": 409,
-              "too_late": 409, "refused": 409}
+              "too_late": 409, "refused": 409, "rate_limited": 429}
 
 
 class DeskState(Protocol):

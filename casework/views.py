@@ -9,7 +9,7 @@ one in full is an explicit act with a reason, written to the case's audit trail.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -34,6 +34,12 @@ _GONE = "('returned', 'withdrawn')"
 # Who may see a personal field in full (with a reason): the hotline, and the handler of
 # a unit the case is assigned to now (units reply to the caller themselves).
 REVEALERS = (*HOTLINE_ROLES, "handler")
+# Reveals of one person: at most REVEALS_PER_HOUR an hour (a call-taker or handler needs a
+# few a day; more is harvesting), and the REVEAL_BURST-th within REVEAL_BURST_WINDOW is
+# written down as a burst, which the auditor's listing shows.
+REVEALS_PER_HOUR = 60
+REVEAL_BURST = 20
+REVEAL_BURST_WINDOW = timedelta(minutes=10)
 LISTS = {
     # name -> (statuses, extra condition): the work queues of the desk's case pages.
     "pending": (("pending", "returned"), ""),
@@ -224,10 +230,24 @@ async def reveal(conn: asyncpg.Connection, keyring: Keyring, actor: Actor, case_
         raise WorkflowError("没有这个个人信息字段", "invalid")
     reason = text_field(reason, "查看原因", 200)
     await check_personal_access(conn, actor, case_id)
-    case = await case_store.get(conn, keyring, case_id)
-    assert case is not None
-    await audit.record(conn, case_id, "personal_revealed", actor.id, now, field=field,
-                       reason=reason)
+    async with conn.transaction():
+        # One person's reveals are counted under a lock of their own, so two at once both count.
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('reveal', $1))",
+                           actor.id)
+        hour, burst = await conn.fetchrow(
+            """SELECT count(*) FILTER (WHERE at > $2), count(*) FILTER (WHERE at > $3)
+               FROM case_events WHERE actor_id = $1 AND action = 'personal_revealed'""",
+            actor.id, now - timedelta(hours=1), now - REVEAL_BURST_WINDOW)
+        if hour >= REVEALS_PER_HOUR:
+            raise WorkflowError(f"一小时内查看个人信息已达 {REVEALS_PER_HOUR} 次，请稍后再试；"
+                                "确有需要请联系审计员", "rate_limited")
+        case = await case_store.get(conn, keyring, case_id)
+        assert case is not None
+        await audit.record(conn, case_id, "personal_revealed", actor.id, now, field=field,
+                           reason=reason)
+        if burst + 1 == REVEAL_BURST:
+            await audit.record(conn, case_id, "reveal_burst", actor.id, now,
+                               count=REVEAL_BURST, minutes=int(REVEAL_BURST_WINDOW.seconds / 60))
     value: str | None = case[field]
     return value
 

@@ -236,6 +236,38 @@ async def test_handlers_see_only_their_units_cases(conn: asyncpg.Connection) -> 
     assert e.value.code == "not_found"
 
 
+async def test_reveals_are_throttled_and_a_burst_is_written_for_the_auditor(
+        conn: asyncpg.Connection) -> None:
+    cal = calendar.WorkCalendar()
+    keys = keyring()
+    unit = await _unit(conn, "A", "甲单位")
+    agent = await _user(conn, "agent1", "agent")
+    handler = await _user(conn, "ha", "handler", unit)
+    now = at("2026-04-01 10:00")
+    case = await _new_case(conn, keys, now)
+    await wf.register(conn, case, agent, now, title="事项", category="05", validity=VALID)
+    await wf.assign(conn, case, agent, now, cal, RULES, lead_unit=unit)
+    # A burst: the REVEAL_BURST-th within ten minutes is written down, once.
+    for i in range(views.REVEAL_BURST + 1):
+        assert await views.reveal(conn, keys, handler, case, "caller_number", "回复来电人",
+                                  now + timedelta(seconds=i)) == CALLER
+    bursts = await conn.fetch("SELECT * FROM case_events WHERE action = 'reveal_burst'")
+    assert [(b["actor_id"], b["case_id"]) for b in bursts] == [(handler.id, case)]
+    # The hourly cap: refused in words (429 at the desk), nothing revealed or recorded.
+    later = now + timedelta(minutes=30)
+    for _ in range(views.REVEALS_PER_HOUR - views.REVEAL_BURST - 1):
+        await views.reveal(conn, keys, handler, case, "name", "核实", later)
+    before = await conn.fetchval("SELECT count(*) FROM case_events")
+    with pytest.raises(WorkflowError) as e:
+        await views.reveal(conn, keys, handler, case, "caller_number", "回复来电人", later)
+    assert e.value.code == "rate_limited" and "一小时内" in str(e.value)
+    assert await conn.fetchval("SELECT count(*) FROM case_events") == before
+    # Another person is not held back by it, and the hour passes.
+    assert await views.reveal(conn, keys, agent, case, "caller_number", "回访", later)
+    assert await views.reveal(conn, keys, handler, case, "caller_number", "回复来电人",
+                              now + timedelta(minutes=61)) == CALLER
+
+
 async def test_invalid_calls_and_answers_on_the_call(conn: asyncpg.Connection) -> None:
     keys = keyring()
     agent = await _user(conn, "agent1", "agent")
