@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import logging
 import os
 import pwd
@@ -43,6 +44,31 @@ def _run_as() -> list[str]:
     return ["runuser", "-u", "postgres", "--"]
 
 
+# Where a cluster goes when the postgres user cannot reach the folder asked for (a checkout
+# under root's home or a mktemp -d folder, both 0700): one folder per asked-for path.
+RELOCATED = Path("/var/lib/hotline-postgres")
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user other than the owner can get to path: every existing folder above it
+    lets others through (o+x)."""
+    for folder in path.parents:
+        if folder.exists() and not os.stat(folder).st_mode & 0o001:
+            return False
+    return True
+
+
+def cluster_dir(datadir: Path) -> Path:
+    """Where the cluster asked for in datadir really lives. As root, PostgreSQL runs as
+    'postgres', which cannot enter a folder only root may (root's home on Debian is 0700):
+    such a cluster lives under RELOCATED instead, named after the path asked for."""
+    datadir = datadir.resolve()
+    if os.geteuid() != 0 or _reachable_by_others(datadir):
+        return datadir
+    tag = hashlib.sha256(str(datadir).encode()).hexdigest()[:10]
+    return RELOCATED / tag / datadir.name
+
+
 def _owner_for(path: Path) -> None:
     if os.geteuid() == 0:
         shutil.chown(path, "postgres", "postgres")
@@ -55,7 +81,7 @@ def local_dsn(port: int, password: str) -> str:
 
 def is_running(datadir: Path) -> bool:
     """Whether the cluster in datadir has a live postmaster."""
-    pidfile = datadir / "postmaster.pid"
+    pidfile = cluster_dir(datadir) / "postmaster.pid"
     if not pidfile.exists():
         return False
     try:
@@ -76,9 +102,16 @@ def start(datadir: Path, port: int, password: str, durable: bool = True) -> str:
     """
     bindir = _bindir()
     prefix = _run_as()
-    datadir = datadir.resolve()
+    asked = datadir.resolve()
+    datadir = cluster_dir(asked)
+    if datadir != asked:
+        log.info("PostgreSQL cannot enter %s (a folder only root may enter): the cluster is "
+                 "kept in %s", asked, datadir)
     if not (datadir / "PG_VERSION").exists():
         datadir.mkdir(parents=True, exist_ok=True)
+        if datadir != asked:
+            datadir.parent.chmod(0o700)
+            _owner_for(datadir.parent)
         _owner_for(datadir)
         log.info("creating a PostgreSQL cluster in %s", datadir)
         pwfile = datadir.parent / ".pwfile"
@@ -137,7 +170,7 @@ def _ensure_database(bindir: Path, port: int, password: str) -> None:
 
 def stop(datadir: Path) -> None:
     """Stop the cluster in datadir if it runs (fast shutdown)."""
-    datadir = datadir.resolve()
+    datadir = cluster_dir(datadir)
     if not is_running(datadir):
         return
     subprocess.run(

@@ -1,0 +1,50 @@
+"""A checkout in a folder only root may enter (root's home on Debian, a mktemp -d folder):
+the project-local PostgreSQL, which runs as 'postgres', still starts, its cluster kept
+outside the checkout."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from hotline import postgres
+from tests.conftest import closed_port
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as 'postgres'")
+
+
+def test_a_folder_others_may_enter_keeps_its_cluster(tmp_path: Path) -> None:
+    open_folder = tmp_path / "open"
+    open_folder.mkdir()
+    for p in (tmp_path, open_folder):
+        p.chmod(0o755)
+    if postgres._reachable_by_others(open_folder / "pg" / "data"):
+        assert postgres.cluster_dir(open_folder / "pg" / "data") == open_folder / "pg" / "data"
+
+
+async def test_a_cluster_asked_for_under_a_0700_folder_starts_elsewhere() -> None:
+    private = Path(tempfile.mkdtemp(prefix="hotline-0700-"))  # mode 0700, as mktemp -d
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    asked = private / "var" / "pg" / "data"
+    real = postgres.cluster_dir(asked)
+    assert real.is_relative_to(postgres.RELOCATED) and real.name == "data"
+    password = secrets.token_urlsafe(16)
+    try:
+        dsn = postgres.start(asked, closed_port(), password, durable=False)
+        assert postgres.is_running(asked)
+        conn = await asyncpg.connect(dsn)
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+        assert not (asked / "PG_VERSION").exists()  # nothing of it inside the checkout
+    finally:
+        postgres.stop(asked)
+        shutil.rmtree(real.parent, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
+    assert not postgres.is_running(asked)
