@@ -63,7 +63,8 @@ def cluster_dir(datadir: Path) -> Path:
     'postgres', which cannot enter a folder only root may (root's home on Debian is 0700):
     such a cluster lives under RELOCATED instead, named after the path asked for."""
     datadir = datadir.resolve()
-    if os.geteuid() != 0 or _reachable_by_others(datadir):
+    if os.geteuid() != 0 or datadir.is_relative_to(RELOCATED) \
+            or _reachable_by_others(datadir):
         return datadir
     tag = hashlib.sha256(str(datadir).encode()).hexdigest()[:10]
     return RELOCATED / tag / datadir.name

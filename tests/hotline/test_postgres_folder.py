@@ -35,6 +35,7 @@ async def test_a_cluster_asked_for_under_a_0700_folder_starts_elsewhere() -> Non
     asked = private / "var" / "pg" / "data"
     real = postgres.cluster_dir(asked)
     assert real.is_relative_to(postgres.RELOCATED) and real.name == "data"
+    assert postgres.cluster_dir(real) == real  # asked again (as stop and start do): the same
     password = secrets.token_urlsafe(16)
     try:
         dsn = postgres.start(asked, closed_port(), password, durable=False)
@@ -43,8 +44,16 @@ async def test_a_cluster_asked_for_under_a_0700_folder_starts_elsewhere() -> Non
         assert await conn.fetchval("SELECT 1") == 1
         await conn.close()
         assert not (asked / "PG_VERSION").exists()  # nothing of it inside the checkout
+        # A second start (a second `make test`) finds it running and leaves it be.
+        assert postgres.start(asked, int(dsn.rsplit(":", 1)[1].split("/")[0]), password,
+                              durable=False) == dsn
+        pid = int((real / "postmaster.pid").read_text().split()[0])
+        postgres.stop(asked)
+        assert not postgres.is_running(asked)
+        # The server itself is gone (or a zombie no one reaped), not just its pid file.
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "\nState:\tZ" in status.read_text()
     finally:
         postgres.stop(asked)
         shutil.rmtree(real.parent, ignore_errors=True)
         shutil.rmtree(private, ignore_errors=True)
-    assert not postgres.is_running(asked)
