@@ -6,13 +6,15 @@ import asyncio
 import os
 import signal
 import time
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from db import cases as case_store
 from hotline.asterisk import AsteriskInstance, locate
-from tests.conftest import VAR, Stack, wait_until
+from tests.conftest import SIP_TARGET, VAR, Stack, wait_until
+from tests.sip import citizen_call
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean")]
 
@@ -94,26 +96,27 @@ async def test_call_control_killed_callers_hear_fallback_and_waiting_calls_keep_
 
 
 async def test_calls_cut_by_an_asterisk_crash_are_owed_a_call_back_first(
-    stack: Stack, db: asyncpg.Connection, desk
+    stack: Stack, db: asyncpg.Connection, desk, tmp_path: Path
 ) -> None:
     """kill -9 of Asterisk with one caller talking and two waiting: `hotline run` starts it
     again and call control reconciles; all three calls end as lost by the system (not the
     callers' hang-ups), head the callback worklist in the order they arrived, and count
     apart in the queue log."""
     since = time.time() - 1
-    stack.call("12345", "13811115551")
+    # Citizens from the carrier (SIPp on the demo trunk), as in production.
+    callers = [await citizen_call(SIP_TARGET, "12345", caller="13811115551", hold=120,
+                                  log_dir=tmp_path / "talking")]
     await wait_until(db, "SELECT count(*) = 1 FROM calls WHERE state = 'waiting' "
                          "AND arrived_at >= to_timestamp($1)", since)
     agent = await desk("agent1")
     await agent.set_state("ready")
     await wait_until(db, "SELECT count(*) = 1 FROM calls WHERE state = 'connected' "
                          "AND arrived_at >= to_timestamp($1)", since)
-    for caller in ("13811115552", "13811115553"):
-        stack.call("12345", caller)
-        await wait_until(db, "SELECT count(*) FROM calls WHERE state = 'waiting' "
-                             "AND arrived_at >= to_timestamp($1)", since)
-    await wait_until(db, "SELECT count(*) = 2 FROM calls WHERE state = 'waiting' "
-                         "AND arrived_at >= to_timestamp($1)", since)
+    for n, caller in enumerate(("13811115552", "13811115553"), start=1):
+        callers.append(await citizen_call(SIP_TARGET, "12345", caller=caller, hold=120,
+                                          log_dir=tmp_path / f"waiting{n}"))
+        await wait_until(db, "SELECT count(*) = $2 FROM calls WHERE state = 'waiting' "
+                             "AND arrived_at >= to_timestamp($1)", since, n)
     # (A message an earlier test left at the fallback may be imported meanwhile: a call
     # of its own, not one of these.)
     calls = await db.fetch("SELECT id, state FROM calls WHERE arrived_at >= to_timestamp($1) "
@@ -141,3 +144,5 @@ async def test_calls_cut_by_an_asterisk_crash_are_owed_a_call_back_first(
     assert items[:len(lost)] == lost  # lost calls come first (an earlier run's too)...
     ours = [str(i) for i in ids]
     assert [i["call_id"] for i in lost if i["call_id"] in ours] == ours  # ...in order
+    for sipp in callers:  # their lines died with Asterisk: end the SIPp runs
+        await sipp.stop()
