@@ -9,7 +9,6 @@ retention period (casework.retention). Reads DATABASE_URL and HOTLINE_CONFIG (th
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -19,7 +18,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from casework import calendar, progress, retention, urging
-from db import dialguard, logsafe
+from db import dialguard, logsafe, service_status
 from db import pool as db_pool
 from dialplan import config
 
@@ -36,12 +35,8 @@ async def tick(pool: asyncpg.Pool, retention_days: int = 0) -> list[int]:
         erased = await retention.erase_expired(conn, now, retention_days)
         await dialguard.purge(conn, now)  # calls out: the numbers' blind indexes go too
         await progress.purge_attempts(conn, now)  # lookups by phone: the same
-        await conn.execute(
-            """INSERT INTO service_status (name, pid, details, updated_at)
-               VALUES ('casework', $1, $2, now())
-               ON CONFLICT (name) DO UPDATE SET pid = EXCLUDED.pid,
-                 details = EXCLUDED.details, updated_at = now()""",
-            os.getpid(), json.dumps({"last_urged": len(urged), "last_erased": len(erased)}))
+        await service_status.beat(conn, "casework", {"last_urged": len(urged),
+                                                     "last_erased": len(erased)})
     if urged:
         log.info("urged %d overdue case(s) automatically", len(urged))
     if erased:

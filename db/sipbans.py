@@ -6,13 +6,11 @@ by hand. Each change sends a `sip_bans` notice so the guard rewrites Asterisk's 
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime, timedelta
 
 import asyncpg
 
-from db import events
+from db import events, service_status
 
 
 async def ban(conn: asyncpg.Connection, address: str, *, reason: str, failures: int,
@@ -69,9 +67,4 @@ async def recent(conn: asyncpg.Connection, limit: int = 50) -> list[asyncpg.Reco
 
 async def heartbeat(conn: asyncpg.Connection, *, watching: bool, banned: int) -> None:
     """The guard is alive (service_status 'sipguard', shown by `hotline status`)."""
-    await conn.execute(
-        """INSERT INTO service_status (name, pid, details, updated_at)
-           VALUES ('sipguard', $1, $2, now())
-           ON CONFLICT (name) DO UPDATE SET pid = EXCLUDED.pid,
-             details = EXCLUDED.details, updated_at = now()""",
-        os.getpid(), json.dumps({"watching": watching, "banned": banned}))
+    await service_status.beat(conn, "sipguard", {"watching": watching, "banned": banned})

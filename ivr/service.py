@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -20,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from db import agents as agent_store
-from db import announcement, events, keys
+from db import announcement, events, keys, service_status
 from db import calls as call_store
 from db import cases as case_store
 from db.crypto import Keyring
@@ -394,14 +392,9 @@ class CallControl:
         while True:
             try:
                 async with self.pool.acquire() as conn:
-                    await conn.execute(
-                        """INSERT INTO service_status (name, pid, details, updated_at)
-                           VALUES ('ivr', $1, $2, now())
-                           ON CONFLICT (name) DO UPDATE SET pid = EXCLUDED.pid,
-                             details = EXCLUDED.details, updated_at = now()""",
-                        os.getpid(), json.dumps({"ari_connected": self.ari.connected.is_set(),
-                                                 **self.queue.outages.as_dict()}),
-                    )
+                    await service_status.beat(
+                        conn, "ivr", {"ari_connected": self.ari.connected.is_set(),
+                                      **self.queue.outages.as_dict()})
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 pass  # the database is gone: dispatch says so once (db/pool.py Outages)
             await asyncio.sleep(HEARTBEAT_SECONDS)
