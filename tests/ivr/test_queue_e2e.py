@@ -189,7 +189,8 @@ async def test_supervisor_pauses_and_logs_out_agents_agents_cannot(
     code, body = await lead.request("POST", f"/api/supervisor/agents/{agent1}/state",
                                     json={"state": "paused", "reason": "training"})
     assert code == 200 and body["agent"]["state"] == "paused"
-    pushed = await a1.expect("agent", agent__state="paused")
+    # The push of this change (the login's own "paused, login" may still be queued).
+    pushed = await a1.expect("agent", agent__state="paused", agent__reason="training")
     assert pushed["agent"]["reason"] == "training"
     code, body = await lead.request("POST", f"/api/supervisor/agents/{agent1}/state",
                                     json={"state": "logged_out"})
